@@ -1,0 +1,7 @@
+//! Stemma's write side: the event store and its backends, the hash chain, and (above the
+//! store) the domain's events, rules and money.
+//!
+//! `ledger` never depends on transport: no tonic, no protobuf.
+
+pub mod store;
+pub mod time;

@@ -1,0 +1,76 @@
+//! The event store: an append-only, hash-chained log of envelopes.
+//!
+//! The store knows nothing of the domain. It keeps envelopes whose payload is bytes plus an
+//! event type name and schema version; domain events are encoded and decoded above it.
+//!
+//! Every backend gives the same guarantees (see `EventStore`), checked by one conformance
+//! suite (`tests/tests/store_conformance.rs`).
+
+pub mod chain;
+pub mod codec;
+
+pub mod error;
+pub mod limits;
+mod subscription;
+pub mod types;
+mod validate;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+pub use error::{CorruptionKind, InvalidInput, StoreError};
+pub use subscription::Subscription;
+pub use types::*;
+pub use validate::validate_append;
+
+/// The contract every backend keeps.
+///
+/// - **Atomic appends.** An append writes all its events or none, to one or more streams,
+///   each checked against its `ExpectedVersion`; expectations on streams the append does not
+///   write are checked too, so a decision that read them stays valid.
+/// - **Durability.** `append` returns `Ok` only once the events are durable (fsync'd, or
+///   replicated on a networked backend). An error means nothing of the append was written,
+///   or — for `Unavailable` — that the outcome is unknown and the caller must retry with
+///   the same command id.
+/// - **Idempotency.** A command id is used once, forever. A retry with the same id and the
+///   same content returns the original `AppendResult`; with other content it fails with
+///   `CommandIdReused`.
+/// - **Order.** Positions are global and gap-free from 1; stream versions are gap-free
+///   from 1; every event carries the hash of the one before it.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError>;
+
+    /// Up to `max_count` events of one stream, from `from_version` (inclusive) on.
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_version: StreamVersion,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `max_count` events of the whole log, from `from_position` (inclusive) on.
+    async fn read_all(
+        &self,
+        from_position: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The current version of a stream (0 when it has no event).
+    async fn stream_version(&self, stream_id: &StreamId) -> Result<StreamVersion, StoreError>;
+
+    /// The last durable position and its hash.
+    async fn head(&self) -> Result<Head, StoreError>;
+
+    /// A receiver of the last durable position, updated after every commit.
+    fn watch_head(&self) -> watch::Receiver<Position>;
+}
+
+/// Every event from `from_position` (inclusive) on: the events already in the log, then
+/// new ones as they become durable, with no gap and no duplicate at the switch-over.
+pub fn subscribe<S: EventStore + ?Sized>(
+    store: std::sync::Arc<S>,
+    from_position: Position,
+) -> Subscription<S> {
+    Subscription::new(store, from_position)
+}
