@@ -15,7 +15,12 @@ mod subscription;
 pub mod types;
 mod validate;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 pub use error::{CorruptionKind, InvalidInput, StoreError};
@@ -39,7 +44,17 @@ pub use validate::validate_append;
 ///   from 1; every event carries the hash of the one before it.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError>;
+    /// Queues an append and returns once it is queued, in call order: appends submitted one
+    /// after another by one task are committed in that order. The returned `PendingAppend`
+    /// resolves once the append is durable (or refused). A caller that decides appends one
+    /// after another (the decider) awaits `submit` in order and the results concurrently,
+    /// so its appends share group commits.
+    async fn submit(&self, request: AppendRequest) -> Result<PendingAppend, StoreError>;
+
+    /// `submit`, then wait until durable.
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        self.submit(request).await?.await
+    }
 
     /// Up to `max_count` events of one stream, from `from_version` (inclusive) on.
     async fn read_stream(
@@ -73,4 +88,23 @@ pub fn subscribe<S: EventStore + ?Sized>(
     from_position: Position,
 ) -> Subscription<S> {
     Subscription::new(store, from_position)
+}
+
+/// An append that has been queued; resolves once it is durable or refused.
+pub struct PendingAppend(BoxFuture<'static, Result<AppendResult, StoreError>>);
+
+impl PendingAppend {
+    pub fn new(
+        future: impl Future<Output = Result<AppendResult, StoreError>> + Send + 'static,
+    ) -> PendingAppend {
+        PendingAppend(Box::pin(future))
+    }
+}
+
+impl Future for PendingAppend {
+    type Output = Result<AppendResult, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
 }
