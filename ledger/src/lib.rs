@@ -3,5 +3,7 @@
 //!
 //! `ledger` never depends on transport: no tonic, no protobuf.
 
+pub mod dag;
+pub mod money;
 pub mod store;
 pub mod time;
