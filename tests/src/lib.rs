@@ -50,3 +50,4 @@ pub fn append(
         events,
     }
 }
+pub mod conformance;

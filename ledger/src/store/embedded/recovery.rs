@@ -87,7 +87,7 @@ pub fn scan(
             }
             if let Some(later) = later_commit_after(&bytes, offset + 1, position, body_bytes_max) {
                 tracing::error!(segment = %path.display(), offset, later, "damage before a later commit");
-                return Err(corrupt(offset as u64, position, kind_or_later(kind)));
+                return Err(corrupt(offset as u64, position, kind));
             }
             let file = &index.segments.last().unwrap().file;
             torn_tail = cut_tail(file, path, &bytes, offset)?;
@@ -109,15 +109,6 @@ pub fn scan(
         }
     }
     Ok((index, torn_tail))
-}
-
-fn kind_or_later(kind: CorruptionKind) -> CorruptionKind {
-    match kind {
-        CorruptionKind::BadChecksum | CorruptionKind::BadFrame(_) => {
-            CorruptionKind::DamageBeforeLaterCommit
-        }
-        other => other,
-    }
 }
 
 /// Scans the records of one segment into `index`. Returns where and why it stopped when it
