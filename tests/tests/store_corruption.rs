@@ -196,7 +196,10 @@ async fn a_payload_edit_with_a_repaired_checksum_breaks_the_hash_chain() {
     // Change a payload byte (well inside the body, before the 32-byte hash), then frame
     // the body again so the checksum is right: only the hash chain can notice.
     let body_at = codec::FRAME_HEADER_BYTES;
-    let commit = u64::from_le_bytes(frame[8..16].try_into().unwrap());
+    let commit = codec::CommitRange {
+        first_position: u64::from_le_bytes(frame[8..16].try_into().unwrap()),
+        last_position: u64::from_le_bytes(frame[16..24].try_into().unwrap()),
+    };
     let mut body = frame[body_at..].to_vec();
     // The body ends with previous_hash (32 bytes) then hash (32 bytes).
     let payload_byte = body.len() - 64 - 10;
@@ -319,5 +322,55 @@ async fn damage_in_an_earlier_segment_or_a_missing_segment_refuses_to_open() {
             assert_eq!(segment.file_name(), all[2].file_name())
         }
         other => panic!("{other}"),
+    }
+}
+
+/// A crash can leave any pages of the last commit on disk: records of it after a missing
+/// one must not survive, nor records before it. The whole commit goes, so no append is
+/// recovered in part.
+#[tokio::test]
+async fn an_incomplete_last_commit_is_cut_whole() {
+    let original = tempfile::tempdir().unwrap();
+    let heads = write_log(original.path(), 6, 100).await;
+    {
+        let (store, _) = EmbeddedStore::open(original.path(), options())
+            .await
+            .unwrap();
+        let five: Vec<_> = (0..5)
+            .map(|i| event("multi-1", &[i as u8 + 1; 120]))
+            .collect();
+        store.append(append("multi", &[], five)).await.unwrap();
+        store.close().await;
+    }
+    let segment = segments(original.path()).pop().unwrap();
+    let records = frames(&segment);
+    assert_eq!(records.len(), 11);
+    let commit_start = records[6].0;
+    for missing in 6..11 {
+        let copy = tempfile::tempdir().unwrap();
+        copy_directory(original.path(), copy.path());
+        let torn = copy
+            .path()
+            .join("segments")
+            .join(segment.file_name().unwrap());
+        let (start, end) = records[missing];
+        write_at(&torn, start, &vec![0u8; end - start]);
+        let (store, report) = EmbeddedStore::open(copy.path(), options()).await.unwrap();
+        assert_eq!(report.head, heads[6], "record {missing} missing");
+        let tail = report.torn_tail.expect("a torn tail");
+        assert_eq!(tail.offset, commit_start as u64);
+        assert_eq!(
+            store
+                .stream_version(&stemma_tests::stream("multi-1"))
+                .await
+                .unwrap(),
+            0
+        );
+        // The command never happened: its id is free, and the append can be made again.
+        let again = store
+            .append(append("multi", &[], vec![event("multi-1", b"retry")]))
+            .await
+            .unwrap();
+        assert_eq!((again.first_position, again.last_position), (7, 7));
     }
 }

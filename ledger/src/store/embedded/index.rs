@@ -139,3 +139,45 @@ impl Index {
         self.head.position = position;
     }
 }
+
+impl Index {
+    /// Takes the events after `head` back out (an incomplete commit found on open).
+    /// `streams` and `commands` name what those events touched.
+    pub fn truncate(
+        &mut self,
+        head: Head,
+        last_recorded_at: Timestamp,
+        streams: &[StreamId],
+        commands: &[CommandKey],
+    ) {
+        let segment = self.segments.last_mut().expect("a segment is open");
+        assert!(
+            head.position + 1 >= segment.first_position,
+            "truncation stays in the last segment"
+        );
+        segment
+            .offsets
+            .truncate((head.position + 1 - segment.first_position) as usize);
+        for stream_id in streams {
+            if let Some(positions) = self.streams.get_mut(stream_id) {
+                while positions.last().is_some_and(|p| *p > head.position) {
+                    positions.pop();
+                }
+                if positions.is_empty() {
+                    self.streams.remove(stream_id);
+                }
+            }
+        }
+        for key in commands {
+            if self
+                .commands
+                .get(key)
+                .is_some_and(|entry| entry.first_position > head.position)
+            {
+                self.commands.remove(key);
+            }
+        }
+        self.head = head;
+        self.last_recorded_at = last_recorded_at;
+    }
+}

@@ -5,10 +5,12 @@
 //!   written before that `fdatasync` returns. So only the last commit in the log can be
 //!   torn (some of its pages on disk, others not, in any order), and it was never
 //!   acknowledged.
-//! - Every frame names the first position of its commit. Damage followed by a valid frame
-//!   of a *later* commit proves the damaged commit had been durable: that is corruption,
-//!   and open refuses. Damage followed only by zeroes or by frames of the same commit is a
-//!   torn tail: it is cut (zeroed and fsync'd) and reported.
+//! - Every frame names its commit's first and last position. Damage followed by a valid
+//!   frame of a *later* commit proves the damaged commit had been durable: that is
+//!   corruption, and open refuses. Damage followed only by zeroes or by frames of the same
+//!   commit is a torn tail.
+//! - A torn tail is cut from the start of its commit (zeroed and fsync'd) and reported.
+//!   Cutting whole commits means an append is never recovered in part.
 //! - A commit never spans two segments, and segments appear complete (see `segment`), so
 //!   only the last segment can hold a torn tail.
 //!
@@ -22,9 +24,10 @@ use std::sync::Arc;
 
 use super::index::{CommandKey, Index, SegmentEntry};
 use super::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::store::codec::{self, Frame, FRAME_MAGIC};
+use crate::store::codec::{self, CommitRange, Frame, FRAME_MAGIC};
 use crate::store::error::{CorruptionKind, StoreError};
-use crate::store::types::Position;
+use crate::store::types::{Head, Position, StreamId};
+use crate::time::Timestamp;
 
 /// A torn tail that was cut on open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +36,26 @@ pub struct TornTail {
     pub offset: u64,
     /// Bytes from `offset` to the last non-zero byte that were zeroed.
     pub bytes_discarded: u64,
+}
+
+/// The commit being scanned, with what it takes to take it back out of the index.
+struct CommitScan {
+    range: CommitRange,
+    start_offset: usize,
+    head_before: Head,
+    recorded_at_before: Timestamp,
+    streams: Vec<StreamId>,
+    commands: Vec<CommandKey>,
+}
+
+/// Where the scan of one segment stopped.
+struct Stop {
+    /// Where the records end.
+    offset: usize,
+    /// Why, when it was not clean zeroes.
+    damage: Option<CorruptionKind>,
+    /// The last commit seen, if its last record was not reached.
+    incomplete: Option<CommitScan>,
 }
 
 /// Scans `segments` (in log order) into a fresh index. `segments` may be empty.
@@ -50,12 +73,13 @@ pub fn scan(
             .open(path)
             .map_err(|e| StoreError::io(path, e))?;
         let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
-        let corrupt = |offset: u64, position: Position, kind: CorruptionKind| StoreError::Corrupt {
-            segment: path.clone(),
-            offset,
-            position,
-            kind,
-        };
+        let corrupt =
+            |offset: usize, position: Position, kind: CorruptionKind| StoreError::Corrupt {
+                segment: path.clone(),
+                offset: offset as u64,
+                position,
+                kind,
+            };
         let expected_position = index.head.position + 1;
         let header =
             SegmentHeader::decode(&bytes).map_err(|kind| corrupt(0, expected_position, kind))?;
@@ -80,52 +104,76 @@ pub fn scan(
             end_offset: SEGMENT_HEADER_BYTES,
         });
         let stop = scan_records(&bytes, &mut index, body_bytes_max, path)?;
-        if let Some((offset, kind)) = stop {
-            let position = index.head.position + 1;
-            if !is_last {
-                return Err(corrupt(offset as u64, position, kind));
+        let next_position = index.head.position + 1;
+        if !is_last {
+            if let Some(kind) = stop.damage {
+                return Err(corrupt(stop.offset, next_position, kind));
             }
-            if let Some(later) = later_commit_after(&bytes, offset + 1, position, body_bytes_max) {
-                tracing::error!(segment = %path.display(), offset, later, "damage before a later commit");
-                return Err(corrupt(offset as u64, position, kind));
-            }
-            let file = &index.segments.last().unwrap().file;
-            torn_tail = cut_tail(file, path, &bytes, offset)?;
-        } else if is_last {
-            // Zeroes where the next record would start. A later commit's frame beyond them
-            // means records were zeroed: refuse rather than lose them silently.
-            let offset = index.segments.last().unwrap().end_offset as usize;
-            let position = index.head.position + 1;
-            if let Some(later) = later_commit_after(&bytes, offset, position, body_bytes_max) {
-                tracing::error!(segment = %path.display(), offset, later, "zeroed records before a later commit");
+            if stop.incomplete.is_some() {
                 return Err(corrupt(
-                    offset as u64,
-                    position,
-                    CorruptionKind::DamageBeforeLaterCommit,
+                    stop.offset,
+                    next_position,
+                    CorruptionKind::BadFrame("a commit ends early in a sealed segment".into()),
                 ));
             }
-            let file = &index.segments.last().unwrap().file;
-            torn_tail = cut_tail(file, path, &bytes, offset)?;
+            continue;
         }
+        // The last segment: damage here is a torn tail unless a later commit follows it.
+        if let Some(later) =
+            later_commit_after(&bytes, stop.offset + 1, next_position, body_bytes_max)
+        {
+            tracing::error!(segment = %path.display(), offset = stop.offset, later, "damage before a later commit");
+            let kind = stop
+                .damage
+                .unwrap_or(CorruptionKind::DamageBeforeLaterCommit);
+            return Err(corrupt(stop.offset, next_position, kind));
+        }
+        let cut_at = match stop.incomplete {
+            Some(commit) => {
+                index.truncate(
+                    commit.head_before,
+                    commit.recorded_at_before,
+                    &commit.streams,
+                    &commit.commands,
+                );
+                index.segments.last_mut().expect("a segment").end_offset =
+                    commit.start_offset as u64;
+                commit.start_offset
+            }
+            None => stop.offset,
+        };
+        let file = &index.segments.last().expect("a segment").file;
+        torn_tail = cut_tail(file, path, &bytes, cut_at)?;
     }
     Ok((index, torn_tail))
 }
 
-/// Scans the records of one segment into `index`. Returns where and why it stopped when it
-/// stopped at something other than zeroes; errors on damage that cannot be a torn write.
+/// Scans the records of one segment into `index`, up to the first thing that is not a
+/// valid record. Errors on damage that cannot be a torn write.
 fn scan_records(
     bytes: &[u8],
     index: &mut Index,
     body_bytes_max: usize,
     path: &Path,
-) -> Result<Option<(usize, CorruptionKind)>, StoreError> {
+) -> Result<Stop, StoreError> {
     let mut at = SEGMENT_HEADER_BYTES as usize;
+    let mut commit: Option<CommitScan> = None;
     loop {
         let position = index.head.position + 1;
-        let body = match codec::parse_frame(&bytes[at..], body_bytes_max) {
-            Frame::Empty => return Ok(None),
-            Frame::Invalid(kind) => return Ok(Some((at, kind))),
-            Frame::Valid { body, .. } => body,
+        let (range, body) = match codec::parse_frame(&bytes[at..], body_bytes_max) {
+            Frame::Valid { commit, body, .. } => (commit, body),
+            Frame::Empty | Frame::Invalid(_) => {
+                let damage = match codec::parse_frame(&bytes[at..], body_bytes_max) {
+                    Frame::Invalid(kind) => Some(kind),
+                    _ => None,
+                };
+                let incomplete = commit.filter(|c| c.range.last_position > index.head.position);
+                return Ok(Stop {
+                    offset: at,
+                    damage,
+                    incomplete,
+                });
+            }
         };
         // A frame whose checksum matches was written whole: anything wrong inside it is
         // corruption, never a torn write.
@@ -134,6 +182,27 @@ fn scan_records(
             offset: at as u64,
             position,
             kind,
+        };
+        if !(range.first_position..=range.last_position).contains(&position) {
+            return Err(corrupt(CorruptionKind::BadFrame(format!(
+                "position {position} outside its commit {}..={}",
+                range.first_position, range.last_position
+            ))));
+        }
+        if range.first_position == position {
+            commit = Some(CommitScan {
+                range,
+                start_offset: at,
+                head_before: index.head,
+                recorded_at_before: index.last_recorded_at,
+                streams: Vec::new(),
+                commands: Vec::new(),
+            });
+        }
+        let Some(current) = commit.as_mut().filter(|c| c.range == range) else {
+            return Err(corrupt(CorruptionKind::BadFrame(
+                "record does not belong to the commit around it".into(),
+            )));
         };
         let event = codec::decode_event(body).map_err(corrupt)?;
         if event.position != position {
@@ -156,16 +225,14 @@ fn scan_records(
                 found: event.stream_version,
             }));
         }
-        index.add_event(
-            position,
-            at as u64,
-            &event.stream_id,
-            CommandKey::of(&event.command_id),
-        );
+        let command_key = CommandKey::of(&event.command_id);
+        index.add_event(position, at as u64, &event.stream_id, command_key);
         index.head.hash = event.hash;
         index.last_recorded_at = index.last_recorded_at.max(event.recorded_at);
+        current.streams.push(event.stream_id);
+        current.commands.push(command_key);
         at += codec::frame_bytes(body.len());
-        index.segments.last_mut().unwrap().end_offset = at as u64;
+        index.segments.last_mut().expect("a segment").end_offset = at as u64;
     }
 }
 
@@ -185,12 +252,9 @@ fn later_commit_after(
     while at + magic.len() <= bytes.len() {
         let found = bytes[at..].windows(4).position(|w| w == magic)?;
         let candidate = at + found;
-        if let Frame::Valid {
-            commit_first_position,
-            ..
-        } = codec::parse_frame(&bytes[candidate..], body_bytes_max)
+        if let Frame::Valid { commit, .. } = codec::parse_frame(&bytes[candidate..], body_bytes_max)
         {
-            if commit_first_position > next_position {
+            if commit.first_position > next_position {
                 return Some(candidate);
             }
         }
@@ -225,16 +289,15 @@ fn cut_tail(
     file.write_all_at(&vec![0u8; length], offset as u64)
         .and_then(|()| file.sync_data())
         .map_err(|e| StoreError::io(path, e))?;
-    let torn = TornTail {
-        segment: path.to_path_buf(),
-        offset: offset as u64,
-        bytes_discarded: length as u64,
-    };
     tracing::warn!(
         segment = %path.display(),
         offset,
         bytes_discarded = length,
         "cut a torn tail left by a crash during a write; it held no acknowledged event"
     );
-    Ok(Some(torn))
+    Ok(Some(TornTail {
+        segment: path.to_path_buf(),
+        offset: offset as u64,
+        bytes_discarded: length as u64,
+    }))
 }

@@ -89,6 +89,9 @@ struct Commit {
     previous_hash: Hash32,
     recorded_at: Timestamp,
     buffer: Vec<u8>,
+    /// (offset in `buffer`, body length, body crc32c) of each frame, whose header is
+    /// written once the commit's last position is known.
+    frames: Vec<(usize, usize, u32)>,
     accepted: Vec<Accepted>,
     stream_versions: HashMap<StreamId, StreamVersion>,
     commands: HashMap<CommandKey, usize>,
@@ -190,6 +193,7 @@ impl Writer {
             previous_hash: head.hash,
             recorded_at: self.clock.now().max(last_recorded_at),
             buffer: Vec::new(),
+            frames: Vec::new(),
             accepted: Vec::new(),
             stream_versions: HashMap::new(),
             commands: HashMap::new(),
@@ -202,12 +206,8 @@ impl Writer {
                 carried.push((request, reply));
                 break;
             }
-            let before = (
-                commit.buffer.len(),
-                commit.next_position,
-                commit.previous_hash,
-            );
-            let buffer_before = before.0;
+            let before = commit.mark();
+            let buffer_before = before.buffer_bytes;
             match self.decide(&mut commit, request, reply) {
                 Decided::Answered => {}
                 Decided::Encoded(accepted) => {
@@ -243,6 +243,7 @@ impl Writer {
         if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
             self.roll(commit.first_position, head.hash)?;
         }
+        commit.seal();
         self.write_and_sync(&commit.buffer)?;
         self.publish(commit);
         self.prepare_spare_when_half_full();
@@ -334,8 +335,15 @@ impl Writer {
             };
             let body = codec::encode_and_hash(&mut event);
             previous_hash = event.hash;
-            events.push((position, commit.buffer.len(), proposed.stream_id.clone()));
-            codec::append_frame(&mut commit.buffer, commit.first_position, &body);
+            let frame_at = commit.buffer.len();
+            events.push((position, frame_at, proposed.stream_id.clone()));
+            commit
+                .frames
+                .push((frame_at, body.len(), crc32c::crc32c(&body)));
+            commit
+                .buffer
+                .resize(frame_at + codec::FRAME_HEADER_BYTES, 0);
+            commit.buffer.extend_from_slice(&body);
         }
         let last_position = first_position + request.events.len() as u64 - 1;
         commit.next_position = last_position + 1;
@@ -483,6 +491,14 @@ impl Writer {
     }
 }
 
+/// The state of a commit before one append was encoded into it.
+struct CommitMark {
+    buffer_bytes: usize,
+    frames: usize,
+    next_position: Position,
+    previous_hash: Hash32,
+}
+
 enum Decided {
     /// The append was answered (duplicate, refused) and adds nothing to the commit.
     Answered,
@@ -491,11 +507,32 @@ enum Decided {
 }
 
 impl Commit {
+    fn mark(&self) -> CommitMark {
+        CommitMark {
+            buffer_bytes: self.buffer.len(),
+            frames: self.frames.len(),
+            next_position: self.next_position,
+            previous_hash: self.previous_hash,
+        }
+    }
+
     /// Takes the last encoded (not yet accepted) append back out of the buffer.
-    fn undo(&mut self, (buffer_bytes, next_position, previous_hash): (usize, Position, Hash32)) {
-        self.buffer.truncate(buffer_bytes);
-        self.next_position = next_position;
-        self.previous_hash = previous_hash;
+    fn undo(&mut self, mark: CommitMark) {
+        self.buffer.truncate(mark.buffer_bytes);
+        self.frames.truncate(mark.frames);
+        self.next_position = mark.next_position;
+        self.previous_hash = mark.previous_hash;
+    }
+
+    /// Writes every frame header now that the commit's range is known.
+    fn seal(&mut self) {
+        let range = codec::CommitRange {
+            first_position: self.first_position,
+            last_position: self.next_position - 1,
+        };
+        for &(at, body_len, body_crc) in &self.frames {
+            codec::write_frame_header(&mut self.buffer[at..], body_len, body_crc, range);
+        }
     }
 
     fn accept(&mut self, accepted: Accepted) {
