@@ -1,1 +1,53 @@
-//! Test support shared by the integration tests.
+//! Test support shared by the integration tests: building requests, opening stores.
+
+use ledger::store::{
+    Actor, AppendRequest, CommandId, EventType, ExpectedVersion, ProposedEvent, ServiceName,
+    StreamExpectation, StreamId,
+};
+
+pub fn stream(name: &str) -> StreamId {
+    StreamId::new(name).expect("a valid stream id")
+}
+
+pub fn command(name: &str) -> CommandId {
+    CommandId::new(name).expect("a valid command id")
+}
+
+pub fn actor() -> Actor {
+    Actor {
+        service: ServiceName::new("tests").expect("a valid service name"),
+        on_behalf_of: None,
+    }
+}
+
+pub fn event(stream_id: &str, payload: &[u8]) -> ProposedEvent {
+    ProposedEvent {
+        stream_id: stream(stream_id),
+        event_type: EventType::new("TestEvent").expect("a valid event type"),
+        schema_version: 1,
+        payload: payload.to_vec(),
+    }
+}
+
+/// An append of `events` under `command_id`, with `expectations` as (stream, expected).
+pub fn append(
+    command_id: &str,
+    expectations: &[(&str, ExpectedVersion)],
+    events: Vec<ProposedEvent>,
+) -> AppendRequest {
+    AppendRequest {
+        command_id: command(command_id),
+        correlation_id: None,
+        causation_id: None,
+        actor: actor(),
+        expectations: expectations
+            .iter()
+            .map(|(stream_id, expected)| StreamExpectation {
+                stream_id: stream(stream_id),
+                expected: *expected,
+            })
+            .collect(),
+        events,
+    }
+}
+pub mod conformance;

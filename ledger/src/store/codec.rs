@@ -3,22 +3,24 @@
 //! Frame, little-endian:
 //!
 //! ```text
-//! magic u32 | body_len u32 | commit_first_position u64 | crc32c u32 | body (body_len bytes)
+//! magic u32 | body_len u32 | commit_first u64 | commit_last u64 | crc32c u32 | body
 //! ```
 //!
-//! The checksum covers `body_len`, `commit_first_position` and the body. The body is the
+//! The checksum covers the body, `body_len` and both commit positions. The body is the
 //! bincode encoding of a `RecordedEvent`; its last 32 bytes are the event's hash, and the
 //! bytes before them are what the hash covers (see `chain`).
 //!
-//! `commit_first_position` names the group commit the record was written in. Recovery uses
-//! it to tell a torn tail (damage inside the last commit, which was never acknowledged)
-//! from damage followed by a later commit (which proves the damaged one had been durable).
+//! `commit_first`/`commit_last` name the group commit the record was written in. Recovery
+//! uses them to tell a torn tail (damage inside the last commit, which was never
+//! acknowledged) from damage followed by a later commit (which proves the damaged one had
+//! been durable), and to cut an incomplete last commit whole, so no append is ever
+//! recovered in part.
 
 use super::error::CorruptionKind;
 use super::types::{Hash32, Position, RecordedEvent};
 
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"STMR");
-pub const FRAME_HEADER_BYTES: usize = 20;
+pub const FRAME_HEADER_BYTES: usize = 28;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard()
@@ -60,18 +62,36 @@ pub fn body_hash_is_valid(previous: &Hash32, body: &[u8], stored: &Hash32) -> bo
     super::chain::link(previous, &body[..hash_at]) == *stored
 }
 
-fn checksum(body_len: u32, commit_first_position: Position, body: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&body_len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc, &commit_first_position.to_le_bytes());
-    crc32c::crc32c_append(crc, body)
+/// The checksum of a frame from its body's own crc32c and the header fields, so a writer
+/// can checksum each body once while encoding and fill in the commit range at the end.
+fn checksum(body_crc: u32, body_len: u32, commit: CommitRange) -> u32 {
+    let crc = crc32c::crc32c_append(body_crc, &body_len.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc, &commit.first_position.to_le_bytes());
+    crc32c::crc32c_append(crc, &commit.last_position.to_le_bytes())
 }
 
-pub fn append_frame(out: &mut Vec<u8>, commit_first_position: Position, body: &[u8]) {
-    let body_len = u32::try_from(body.len()).expect("record bodies are bounded far below 4 GiB");
-    out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    out.extend_from_slice(&body_len.to_le_bytes());
-    out.extend_from_slice(&commit_first_position.to_le_bytes());
-    out.extend_from_slice(&checksum(body_len, commit_first_position, body).to_le_bytes());
+/// The positions of the group commit a record was written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitRange {
+    pub first_position: Position,
+    pub last_position: Position,
+}
+
+/// Writes a frame header for a body of `body_len` bytes whose crc32c is `body_crc` into
+/// the first `FRAME_HEADER_BYTES` of `header`.
+pub fn write_frame_header(header: &mut [u8], body_len: usize, body_crc: u32, commit: CommitRange) {
+    let body_len = u32::try_from(body_len).expect("record bodies are bounded far below 4 GiB");
+    header[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    header[4..8].copy_from_slice(&body_len.to_le_bytes());
+    header[8..16].copy_from_slice(&commit.first_position.to_le_bytes());
+    header[16..24].copy_from_slice(&commit.last_position.to_le_bytes());
+    header[24..28].copy_from_slice(&checksum(body_crc, body_len, commit).to_le_bytes());
+}
+
+pub fn append_frame(out: &mut Vec<u8>, commit: CommitRange, body: &[u8]) {
+    let at = out.len();
+    out.resize(at + FRAME_HEADER_BYTES, 0);
+    write_frame_header(&mut out[at..], body.len(), crc32c::crc32c(body), commit);
     out.extend_from_slice(body);
 }
 
@@ -84,7 +104,7 @@ pub fn frame_bytes(body_len: usize) -> usize {
 pub enum Frame<'a> {
     /// A complete frame whose checksum matches.
     Valid {
-        commit_first_position: Position,
+        commit: CommitRange,
         body: &'a [u8],
         frame_bytes: usize,
     },
@@ -111,8 +131,11 @@ pub fn parse_frame(bytes: &[u8], body_bytes_max: usize) -> Frame<'_> {
         return Frame::Invalid(CorruptionKind::BadFrame(format!("bad magic {magic:#010x}")));
     }
     let body_len = field(4);
-    let commit_first_position = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-    let stored_crc = field(16);
+    let commit = CommitRange {
+        first_position: u64::from_le_bytes(bytes[8..16].try_into().unwrap()),
+        last_position: u64::from_le_bytes(bytes[16..24].try_into().unwrap()),
+    };
+    let stored_crc = field(24);
     let body_len_usize = body_len as usize;
     if body_len_usize > body_bytes_max || body_len_usize < 32 {
         return Frame::Invalid(CorruptionKind::BadFrame(format!(
@@ -124,11 +147,11 @@ pub fn parse_frame(bytes: &[u8], body_bytes_max: usize) -> Frame<'_> {
             "frame runs past the end of the segment".into(),
         ));
     };
-    if checksum(body_len, commit_first_position, body) != stored_crc {
+    if checksum(crc32c::crc32c(body), body_len, commit) != stored_crc {
         return Frame::Invalid(CorruptionKind::BadChecksum);
     }
     Frame::Valid {
-        commit_first_position,
+        commit,
         body,
         frame_bytes: FRAME_HEADER_BYTES + body_len_usize,
     }
@@ -187,14 +210,18 @@ mod tests {
         let mut event = sample_event();
         let body = encode_and_hash(&mut event);
         let mut out = Vec::new();
-        append_frame(&mut out, 5, &body);
+        let commit = CommitRange {
+            first_position: 5,
+            last_position: 9,
+        };
+        append_frame(&mut out, commit, &body);
         match parse_frame(&out, 1 << 20) {
             Frame::Valid {
-                commit_first_position,
+                commit: parsed_commit,
                 body: parsed,
                 frame_bytes,
             } => {
-                assert_eq!(commit_first_position, 5);
+                assert_eq!(parsed_commit, commit);
                 assert_eq!(parsed, &body[..]);
                 assert_eq!(frame_bytes, out.len());
             }

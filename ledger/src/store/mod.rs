@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod codec;
+pub mod embedded;
 
 pub mod error;
 pub mod limits;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+pub use embedded::{EmbeddedOptions, EmbeddedStore, OpenReport, TornTail};
 pub use error::{CorruptionKind, InvalidInput, StoreError};
 pub use subscription::Subscription;
 pub use types::*;

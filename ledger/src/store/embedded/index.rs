@@ -1,0 +1,183 @@
+//! The in-memory index of durable events: where each position lives on disk, each
+//! stream's positions, and each command id's events.
+//!
+//! Only the writer mutates it, and only with events that are already durable, so a reader
+//! never sees an event that a crash could take back.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::store::types::{CommandId, Head, Position, StreamId, StreamVersion};
+use crate::time::Timestamp;
+
+/// One segment's part of the index.
+#[derive(Debug)]
+pub struct SegmentEntry {
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    pub first_position: Position,
+    /// The offset of each record: `offsets[i]` holds `first_position + i`.
+    pub offsets: Vec<u32>,
+    /// The end of the last durable record.
+    pub end_offset: u64,
+}
+
+impl SegmentEntry {
+    pub fn last_position(&self) -> Option<Position> {
+        (!self.offsets.is_empty()).then(|| self.first_position + self.offsets.len() as u64 - 1)
+    }
+
+    /// `[start, end)` of the record at `position`, which must be in this segment.
+    pub fn record_range(&self, position: Position) -> (u64, u64) {
+        let i = (position - self.first_position) as usize;
+        let start = u64::from(self.offsets[i]);
+        let end = self
+            .offsets
+            .get(i + 1)
+            .map_or(self.end_offset, |next| u64::from(*next));
+        (start, end)
+    }
+}
+
+/// A command id's 128-bit digest: the idempotency map's key (a fraction of the id's size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CommandKey(u128);
+
+impl CommandKey {
+    pub fn of(command_id: &CommandId) -> CommandKey {
+        let digest = blake3::hash(command_id.as_str().as_bytes());
+        CommandKey(u128::from_le_bytes(
+            digest.as_bytes()[..16].try_into().unwrap(),
+        ))
+    }
+}
+
+/// Where a command's events are: `event_count` events from `first_position` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandEntry {
+    pub first_position: Position,
+    pub event_count: u32,
+}
+
+#[derive(Debug)]
+pub struct Index {
+    pub head: Head,
+    pub last_recorded_at: Timestamp,
+    pub segments: Vec<SegmentEntry>,
+    pub streams: HashMap<StreamId, Vec<Position>>,
+    pub commands: HashMap<CommandKey, CommandEntry>,
+}
+
+impl Index {
+    pub fn empty() -> Index {
+        Index {
+            head: Head::EMPTY,
+            last_recorded_at: Timestamp::EPOCH,
+            segments: Vec::new(),
+            streams: HashMap::new(),
+            commands: HashMap::new(),
+        }
+    }
+
+    pub fn stream_version(&self, stream_id: &StreamId) -> StreamVersion {
+        self.streams.get(stream_id).map_or(0, |p| p.len() as u64)
+    }
+
+    /// The segment holding `position`, if it is durable.
+    pub fn segment_of(&self, position: Position) -> Option<&SegmentEntry> {
+        if position == 0 || position > self.head.position {
+            return None;
+        }
+        let at = self
+            .segments
+            .partition_point(|segment| segment.first_position <= position);
+        let segment = &self.segments[at.checked_sub(1)?];
+        (segment.last_position()? >= position).then_some(segment)
+    }
+
+    /// Records a durable event in the index. Events arrive in position order.
+    pub fn add_event(
+        &mut self,
+        position: Position,
+        offset: u64,
+        stream_id: &StreamId,
+        command_key: CommandKey,
+    ) {
+        assert_eq!(
+            position,
+            self.head.position + 1,
+            "index positions are gap-free"
+        );
+        let segment = self.segments.last_mut().expect("a segment is open");
+        assert_eq!(
+            segment.first_position + segment.offsets.len() as u64,
+            position,
+            "segment offsets are gap-free"
+        );
+        segment
+            .offsets
+            .push(u32::try_from(offset).expect("segments are smaller than 4 GiB"));
+        match self.streams.get_mut(stream_id) {
+            Some(positions) => positions.push(position),
+            None => {
+                self.streams.insert(stream_id.clone(), vec![position]);
+            }
+        }
+        self.commands
+            .entry(command_key)
+            .and_modify(|entry| {
+                if entry.first_position + u64::from(entry.event_count) == position {
+                    entry.event_count += 1;
+                }
+            })
+            .or_insert(CommandEntry {
+                first_position: position,
+                event_count: 1,
+            });
+        self.head.position = position;
+    }
+}
+
+impl Index {
+    /// Takes the events after `head` back out (an incomplete commit found on open).
+    /// `streams` and `commands` name what those events touched.
+    pub fn truncate(
+        &mut self,
+        head: Head,
+        last_recorded_at: Timestamp,
+        streams: &[StreamId],
+        commands: &[CommandKey],
+    ) {
+        let segment = self.segments.last_mut().expect("a segment is open");
+        assert!(
+            head.position + 1 >= segment.first_position,
+            "truncation stays in the last segment"
+        );
+        segment
+            .offsets
+            .truncate((head.position + 1 - segment.first_position) as usize);
+        for stream_id in streams {
+            if let Some(positions) = self.streams.get_mut(stream_id) {
+                while positions.last().is_some_and(|p| *p > head.position) {
+                    positions.pop();
+                }
+                if positions.is_empty() {
+                    self.streams.remove(stream_id);
+                }
+            }
+        }
+        for key in commands {
+            if self
+                .commands
+                .get(key)
+                .is_some_and(|entry| entry.first_position > head.position)
+            {
+                self.commands.remove(key);
+            }
+        }
+        self.head = head;
+        self.last_recorded_at = last_recorded_at;
+    }
+}

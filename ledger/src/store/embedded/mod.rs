@@ -1,0 +1,309 @@
+//! The embedded store: an append-only, fsync'd, hash-chained log in a local directory.
+//!
+//! ```text
+//! <data>/LOCK                       held (flock) by the one process that writes
+//! <data>/segments/<first>.seg       segment files, named by their first position
+//! <data>/segments/spare.tmp         the next segment, being zero-filled ahead of need
+//! ```
+//!
+//! See `segment` (files), `writer` (group commit), `recovery` (open, torn tails) and
+//! `read` (reads). ARCHITECTURE.md walks through the crash cases.
+
+mod index;
+mod read;
+mod recovery;
+mod segment;
+mod writer;
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use recovery::TornTail;
+use segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use writer::{Shared, Writer, WriterLimits, WriterMessage};
+
+use super::error::{InvalidInput, StoreError};
+use super::types::{AppendRequest, Head, Position, RecordedEvent, StreamId, StreamVersion};
+use super::validate::{validate_append, ENVELOPE_BYTES_MAX};
+use super::{limits, EventStore, PendingAppend};
+use crate::time::{Clock, SystemClock};
+
+/// The largest record body a frame may claim: a payload at its limit plus its envelope.
+pub const RECORD_BODY_BYTES_MAX: usize = limits::EVENT_PAYLOAD_BYTES_MAX + ENVELOPE_BYTES_MAX;
+
+/// The smallest segment: room for a header and a few records (tests use small segments to
+/// exercise rolling; production wants large ones).
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4 * 1024;
+/// Offsets within a segment are u32.
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = u32::MAX as u64;
+
+#[derive(Clone)]
+pub struct EmbeddedOptions {
+    /// Each segment file's size. An append larger than a segment is refused.
+    pub segment_size_bytes: u64,
+    /// Appends waiting for the writer; `submit` waits (back-pressure) when it is full.
+    pub append_queue_depth_max: usize,
+    /// Appends in one group commit.
+    pub commit_appends_max: usize,
+    /// Bytes in one group commit (one append may exceed it on its own).
+    pub commit_bytes_max: usize,
+    /// Stamps `recorded_at`.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> EmbeddedOptions {
+        EmbeddedOptions {
+            segment_size_bytes: 128 * 1024 * 1024,
+            append_queue_depth_max: 4_096,
+            commit_appends_max: 4_096,
+            commit_bytes_max: 8 * 1024 * 1024,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl EmbeddedOptions {
+    fn validate(&self) -> Result<(), InvalidInput> {
+        if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&self.segment_size_bytes) {
+            return Err(InvalidInput::new(
+                "segment_size_bytes",
+                format!("must be between {SEGMENT_SIZE_BYTES_MIN} and {SEGMENT_SIZE_BYTES_MAX}"),
+            ));
+        }
+        for (field, value) in [
+            ("append_queue_depth_max", self.append_queue_depth_max),
+            ("commit_appends_max", self.commit_appends_max),
+            ("commit_bytes_max", self.commit_bytes_max),
+        ] {
+            if value == 0 {
+                return Err(InvalidInput::new(field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What open found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    pub head: Head,
+    pub segments: usize,
+    pub streams: usize,
+    /// A torn tail that was cut, if the last run crashed mid-write.
+    pub torn_tail: Option<TornTail>,
+}
+
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    sender: mpsc::Sender<WriterMessage>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `directory`, checking the whole log. Fails with
+    /// `Locked` if another process has it open, `Corrupt` if it is damaged anywhere but in
+    /// a torn tail.
+    pub async fn open(
+        directory: impl AsRef<Path>,
+        options: EmbeddedOptions,
+    ) -> Result<(EmbeddedStore, OpenReport), StoreError> {
+        let directory = directory.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || EmbeddedStore::open_blocking(directory, options))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("open panicked: {e}")))?
+    }
+
+    fn open_blocking(
+        directory: PathBuf,
+        options: EmbeddedOptions,
+    ) -> Result<(EmbeddedStore, OpenReport), StoreError> {
+        options.validate()?;
+        fs::create_dir_all(&directory).map_err(|e| StoreError::io(&directory, e))?;
+        let lock_path = directory.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(directory)),
+            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
+        }
+        let segments_directory = directory.join("segments");
+        fs::create_dir_all(&segments_directory)
+            .map_err(|e| StoreError::io(&segments_directory, e))?;
+        segment::remove_spare(&segments_directory)?;
+        let segments = segment::list_segments(&segments_directory)?;
+        let (mut index, torn_tail) = recovery::scan(&segments, RECORD_BODY_BYTES_MAX)?;
+        if index.segments.is_empty() {
+            let spare = segment::prepare_spare(&segments_directory, options.segment_size_bytes)
+                .map_err(|e| StoreError::io(&segments_directory, e))?;
+            let header = SegmentHeader {
+                first_position: 1,
+                previous_hash: index.head.hash,
+            };
+            let (path, file) = segment::install_spare(&segments_directory, &spare, header)
+                .map_err(|e| StoreError::io(&segments_directory, e))?;
+            index.segments.push(index::SegmentEntry {
+                path,
+                file: Arc::new(file),
+                first_position: 1,
+                offsets: Vec::new(),
+                end_offset: SEGMENT_HEADER_BYTES,
+            });
+        }
+        let last_segment = index.segments.last().expect("a segment");
+        let write_offset = last_segment.end_offset;
+        // The active segment keeps the size it was created with, even if the option changed.
+        let active_segment_bytes = last_segment
+            .file
+            .metadata()
+            .map_err(|e| StoreError::io(&last_segment.path, e))?
+            .len();
+        let report = OpenReport {
+            head: index.head,
+            segments: index.segments.len(),
+            streams: index.streams.len(),
+            torn_tail,
+        };
+        let (head_sender, head_receiver) = watch::channel(index.head.position);
+        let shared = Arc::new(Shared {
+            index: RwLock::new(index),
+            failure: Mutex::new(None),
+            head: head_receiver,
+            segments_directory,
+            _directory_lock: lock,
+        });
+        let (sender, receiver) = mpsc::channel(options.append_queue_depth_max);
+        let writer = Writer {
+            shared: shared.clone(),
+            limits: WriterLimits {
+                segment_size_bytes: options.segment_size_bytes,
+                commit_appends_max: options.commit_appends_max,
+                commit_bytes_max: options.commit_bytes_max,
+            },
+            clock: options.clock.clone(),
+            receiver,
+            head_sender,
+            write_offset,
+            active_segment_bytes,
+            spare: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("stemma-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::io(&directory, e))?;
+        tracing::info!(
+            directory = %directory.display(),
+            head = report.head.position,
+            segments = report.segments,
+            "opened the embedded store"
+        );
+        Ok((
+            EmbeddedStore {
+                shared,
+                sender,
+                writer: Mutex::new(Some(handle)),
+            },
+            report,
+        ))
+    }
+
+    /// Finishes every queued append, stops the writer and releases the directory lock once
+    /// the last reader is gone. Appends after `close` fail with `Closed`.
+    pub async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self
+            .sender
+            .send(WriterMessage::Close { done })
+            .await
+            .is_ok()
+        {
+            let _ = finished.await;
+        }
+        let handle = self.writer.lock().expect("writer handle lock").take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    fn check_not_failed(&self) -> Result<(), StoreError> {
+        match &*self.shared.failure.lock().expect("failure lock") {
+            Some(why) => Err(StoreError::Unavailable(why.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn submit(&self, request: AppendRequest) -> Result<PendingAppend, StoreError> {
+        validate_append(&request)?;
+        self.check_not_failed()?;
+        let (reply, result) = oneshot::channel();
+        self.sender
+            .send(WriterMessage::Append { request, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let shared = self.shared.clone();
+        Ok(PendingAppend::new(async move {
+            match result.await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(match &*shared.failure.lock().expect("failure lock") {
+                    Some(why) => StoreError::Unavailable(why.clone()),
+                    None => StoreError::Closed,
+                }),
+            }
+        }))
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_version: StreamVersion,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let shared = self.shared.clone();
+        let stream_id = stream_id.clone();
+        tokio::task::spawn_blocking(move || {
+            read::read_stream(&shared.index, &stream_id, from_version, max_count)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read panicked: {e}")))?
+    }
+
+    async fn read_all(
+        &self,
+        from_position: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || read::read_all(&shared.index, from_position, max_count))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read panicked: {e}")))?
+    }
+
+    async fn stream_version(&self, stream_id: &StreamId) -> Result<StreamVersion, StoreError> {
+        Ok(self
+            .shared
+            .index
+            .read()
+            .expect("index lock")
+            .stream_version(stream_id))
+    }
+
+    async fn head(&self) -> Result<Head, StoreError> {
+        Ok(self.shared.index.read().expect("index lock").head)
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        self.shared.head.clone()
+    }
+}

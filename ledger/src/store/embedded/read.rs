@@ -1,0 +1,152 @@
+//! Reads of durable events: plan under the index lock, then read the files without it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use super::index::Index;
+use crate::store::codec::{self, Frame};
+use crate::store::error::{CorruptionKind, StoreError};
+use crate::store::limits;
+use crate::store::types::{Position, RecordedEvent, StreamId, StreamVersion};
+
+/// Bytes of records one read call gathers before it returns (it always returns at least
+/// one event when there is one).
+pub const READ_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// A contiguous run of records in one segment.
+struct Extent {
+    path: PathBuf,
+    file: Arc<File>,
+    first_position: Position,
+    start: u64,
+    end: u64,
+}
+
+pub fn read_all(
+    index: &RwLock<Index>,
+    from_position: Position,
+    max_count: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let max_count = max_count.min(limits::READ_EVENTS_MAX);
+    let mut extents = Vec::new();
+    {
+        let index = index.read().expect("index lock");
+        let mut position = from_position.max(1);
+        let last = index
+            .head
+            .position
+            .min(position.saturating_add(max_count as u64).saturating_sub(1));
+        let mut bytes = 0u64;
+        while position <= last && bytes < READ_BYTES_MAX {
+            let segment = index
+                .segment_of(position)
+                .expect("durable positions are indexed");
+            let segment_last = segment.last_position().expect("segment has events");
+            let (start, _) = segment.record_range(position);
+            let mut end_position = position;
+            let mut end = segment.record_range(position).1;
+            while end_position < last.min(segment_last) && end - start < READ_BYTES_MAX - bytes {
+                end_position += 1;
+                end = segment.record_range(end_position).1;
+            }
+            extents.push(Extent {
+                path: segment.path.clone(),
+                file: segment.file.clone(),
+                first_position: position,
+                start,
+                end,
+            });
+            bytes += end - start;
+            position = end_position + 1;
+        }
+    }
+    let mut events = Vec::new();
+    for extent in extents {
+        read_extent(&extent, &mut events)?;
+    }
+    Ok(events)
+}
+
+pub fn read_stream(
+    index: &RwLock<Index>,
+    stream_id: &StreamId,
+    from_version: StreamVersion,
+    max_count: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let max_count = max_count.min(limits::READ_EVENTS_MAX);
+    let mut extents = Vec::new();
+    {
+        let index = index.read().expect("index lock");
+        let Some(positions) = index.streams.get(stream_id) else {
+            return Ok(Vec::new());
+        };
+        let skip = from_version.max(1) as usize - 1;
+        let mut bytes = 0u64;
+        for position in positions.iter().skip(skip).take(max_count) {
+            if bytes >= READ_BYTES_MAX {
+                break;
+            }
+            let segment = index
+                .segment_of(*position)
+                .expect("durable positions are indexed");
+            let (start, end) = segment.record_range(*position);
+            bytes += end - start;
+            extents.push(Extent {
+                path: segment.path.clone(),
+                file: segment.file.clone(),
+                first_position: *position,
+                start,
+                end,
+            });
+        }
+    }
+    let mut events = Vec::with_capacity(extents.len());
+    for extent in extents {
+        read_extent(&extent, &mut events)?;
+    }
+    Ok(events)
+}
+
+/// Reads the records of `extent`, checking each frame's checksum and position.
+fn read_extent(extent: &Extent, events: &mut Vec<RecordedEvent>) -> Result<(), StoreError> {
+    let mut buffer = vec![0u8; (extent.end - extent.start) as usize];
+    extent
+        .file
+        .read_exact_at(&mut buffer, extent.start)
+        .map_err(|error| StoreError::io(&extent.path, error))?;
+    let mut at = 0usize;
+    let mut position = extent.first_position;
+    while at < buffer.len() {
+        let corrupt = |kind: CorruptionKind| StoreError::Corrupt {
+            segment: extent.path.clone(),
+            offset: extent.start + at as u64,
+            position,
+            kind,
+        };
+        match codec::parse_frame(&buffer[at..], limits::EVENT_PAYLOAD_BYTES_MAX + 4096) {
+            Frame::Valid {
+                body, frame_bytes, ..
+            } => {
+                let event = codec::decode_event(body).map_err(corrupt)?;
+                if event.position != position {
+                    return Err(corrupt(CorruptionKind::PositionGap {
+                        expected: position,
+                        found: event.position,
+                    }));
+                }
+                events.push(event);
+                at += frame_bytes;
+                position += 1;
+            }
+            Frame::Empty => {
+                return Err(corrupt(CorruptionKind::BadFrame(
+                    "zeroes where a durable record should be".into(),
+                )))
+            }
+            Frame::Invalid(kind) => return Err(corrupt(kind)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! What only the embedded backend does: the directory lock, reopening, segment sizes.
+
+use ledger::store::{EmbeddedOptions, EmbeddedStore, EventStore, ExpectedVersion, StoreError};
+use stemma_tests::{append, conformance, event};
+
+fn small_segments() -> EmbeddedOptions {
+    EmbeddedOptions {
+        segment_size_bytes: 8 * 1024,
+        ..EmbeddedOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_second_open_of_one_directory_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, _) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    let Err(error) = EmbeddedStore::open(directory.path(), small_segments()).await else {
+        panic!("a second open succeeded");
+    };
+    assert!(
+        matches!(error, StoreError::Locked(ref path) if path == directory.path()),
+        "{error}"
+    );
+    assert!(error.to_string().contains("in use by another process"));
+    store.close().await;
+    drop(store);
+    EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn idempotency_and_versions_survive_a_reopen() {
+    let directory = tempfile::tempdir().unwrap();
+    let request = append(
+        "c-1",
+        &[("s-1", ExpectedVersion::NoStream)],
+        vec![event("s-1", b"x"), event("s-2", b"y")],
+    );
+    let original = {
+        let (store, _) = EmbeddedStore::open(directory.path(), small_segments())
+            .await
+            .unwrap();
+        let original = store.append(request.clone()).await.unwrap();
+        store.close().await;
+        original
+    };
+    let (store, report) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    assert_eq!(report.head.position, 2);
+    assert_eq!(report.streams, 2);
+    assert_eq!(store.append(request.clone()).await.unwrap(), original);
+    let mut changed = request;
+    changed.events[0].payload = b"other".to_vec();
+    assert!(matches!(
+        store.append(changed).await.unwrap_err(),
+        StoreError::CommandIdReused {
+            original_position: 1,
+            ..
+        }
+    ));
+    let conflict = store
+        .append(append(
+            "c-2",
+            &[("s-1", ExpectedVersion::NoStream)],
+            vec![event("s-1", b"z")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        conflict,
+        StoreError::WrongExpectedVersion { actual: 1, .. }
+    ));
+    assert_eq!(store.head().await.unwrap().position, 2);
+}
+
+#[tokio::test]
+async fn an_append_larger_than_a_segment_is_refused_and_writes_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, _) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    let error = store
+        .append(append("big", &[], vec![event("s-1", &[7u8; 9 * 1024])]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::TooLarge { field: "events", limit_bytes, .. } if limit_bytes == 8 * 1024 - 64),
+        "{error}"
+    );
+    // The same command id is free for an append that fits.
+    store
+        .append(append("big", &[], vec![event("s-1", &[7u8; 1024])]))
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap().position, 1);
+}
+
+#[tokio::test]
+async fn appends_after_close_fail_as_closed() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, _) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    store
+        .append(append("c-1", &[], vec![event("s-1", b"x")]))
+        .await
+        .unwrap();
+    store.close().await;
+    let error = store
+        .append(append("c-2", &[], vec![event("s-1", b"x")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Closed), "{error}");
+    // Reads of what is durable still work.
+    assert_eq!(store.read_all(1, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn segments_keep_their_size_when_the_option_changes() {
+    let directory = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = EmbeddedStore::open(directory.path(), small_segments())
+            .await
+            .unwrap();
+        for i in 0..20 {
+            store
+                .append(append(
+                    &format!("a{i}"),
+                    &[],
+                    vec![event("s-1", &[1u8; 700])],
+                ))
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    }
+    let larger = EmbeddedOptions {
+        segment_size_bytes: 64 * 1024,
+        ..EmbeddedOptions::default()
+    };
+    let (store, report) = EmbeddedStore::open(directory.path(), larger.clone())
+        .await
+        .unwrap();
+    assert!(report.segments >= 2, "{report:?}");
+    for i in 0..100 {
+        store
+            .append(append(
+                &format!("b{i}"),
+                &[],
+                vec![event("s-1", &[2u8; 700])],
+            ))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    drop(store);
+    let (store, report) = EmbeddedStore::open(directory.path(), larger).await.unwrap();
+    assert_eq!(report.head.position, 120);
+    let events = conformance::read_everything(&store).await;
+    assert!(events[..20].iter().all(|e| e.payload == vec![1u8; 700]));
+    assert!(events[20..].iter().all(|e| e.payload == vec![2u8; 700]));
+}
