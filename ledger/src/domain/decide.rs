@@ -28,7 +28,13 @@ pub fn decide(
         Command::AssignLead(c) => assign_lead(state, c),
         Command::FinishProject(c) => finish_project(state, c),
         Command::UploadRecord(c) => upload_record(state, c, &[]),
-        Command::UploadRemix(c) => upload_record(state, &c.record, &c.sources),
+        Command::UploadRemix(c) => {
+            // A remix names at least one source (rule 1).
+            if c.sources.is_empty() {
+                return Err(Rejection::Empty { field: "sources" });
+            }
+            upload_record(state, &c.record, &c.sources)
+        }
         Command::CiteSource(c) => cite_source(state, c),
         Command::WithdrawRecord(c) => withdraw_record(state, c),
         Command::PostComment(c) => post_comment(state, c, now),
