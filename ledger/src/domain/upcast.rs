@@ -50,9 +50,9 @@ pub fn upcast_to_current(
 /// (schema version 1 of `RecordUploaded`).
 pub const LICENCE_TERMS_VERSION_BEFORE_V2: &str = "original";
 
-/// `RecordUploaded` v1: no licence terms version.
+/// `RecordUploaded` v1: no licence terms version. Public so tests can write a v1 log.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct RecordUploadedV1 {
+pub struct RecordUploadedV1 {
     pub record_id: RecordId,
     pub project_id: ProjectId,
     pub contributor: MemberId,
