@@ -3,6 +3,8 @@
 //! the decider tests (through the store, checking the log does not grow).
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::time::Duration;
 
 use ledger::domain::commands::*;
