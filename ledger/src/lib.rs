@@ -3,5 +3,9 @@
 //!
 //! `ledger` never depends on transport: no tonic, no protobuf.
 
+pub mod dag;
+pub mod decider;
+pub mod domain;
+pub mod money;
 pub mod store;
 pub mod time;

@@ -1,0 +1,337 @@
+//! A compact directed acyclic graph over integer node ids, kept acyclic with a dynamic
+//! topological order (Pearce & Kelly, "A dynamic topological sort algorithm for directed
+//! acyclic graphs", JEA 2007).
+//!
+//! The decider uses one instance for the family tree's cycle check; projections use their
+//! own for ancestors and descendants. Edges point from a source to what was built on it
+//! (`source → remix`), so a node's ancestors are its sources, transitively.
+//!
+//! Why Pearce–Kelly: a new remix is appended at the end of the order, so its edges agree
+//! with the order and cost O(1); a late citation that disagrees with the order searches
+//! only the nodes whose order lies between its two ends, never the whole tree.
+
+use std::collections::VecDeque;
+
+/// A node: dense, assigned in insertion order from 0.
+pub type NodeId = u32;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EdgeError {
+    UnknownNode(NodeId),
+    SelfLoop(NodeId),
+    /// The edge would close a cycle: `to` already reaches `from`.
+    Cycle {
+        from: NodeId,
+        to: NodeId,
+    },
+}
+
+/// The result of a bounded walk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Each node reached (never the start) with its distance from the start, in
+    /// breadth-first order.
+    pub nodes: Vec<(NodeId, u32)>,
+    /// Whether a bound stopped the walk before it reached everything.
+    pub truncated: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Dag {
+    /// `children[n]`: the nodes built on `n`.
+    children: Vec<Vec<NodeId>>,
+    /// `parents[n]`: the nodes `n` was built on.
+    parents: Vec<Vec<NodeId>>,
+    /// `order[n]`: n's index in a topological order (every edge goes from lower to higher).
+    order: Vec<u32>,
+    /// The inverse of `order`.
+    node_at: Vec<NodeId>,
+    edge_count: usize,
+}
+
+impl Dag {
+    pub fn new() -> Dag {
+        Dag::default()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edge_count
+    }
+
+    /// Adds a node at the end of the order: edges into it from existing nodes are free.
+    pub fn add_node(&mut self) -> NodeId {
+        let node = NodeId::try_from(self.children.len()).expect("fewer than 2^32 nodes");
+        self.children.push(Vec::new());
+        self.parents.push(Vec::new());
+        self.order.push(node);
+        self.node_at.push(node);
+        node
+    }
+
+    pub fn parents(&self, node: NodeId) -> &[NodeId] {
+        &self.parents[node as usize]
+    }
+
+    pub fn children(&self, node: NodeId) -> &[NodeId] {
+        &self.children[node as usize]
+    }
+
+    pub fn has_edge(&self, from: NodeId, to: NodeId) -> bool {
+        self.children
+            .get(from as usize)
+            .is_some_and(|children| children.contains(&to))
+    }
+
+    fn check_nodes(&self, from: NodeId, to: NodeId) -> Result<(), EdgeError> {
+        for node in [from, to] {
+            if node as usize >= self.node_count() {
+                return Err(EdgeError::UnknownNode(node));
+            }
+        }
+        if from == to {
+            return Err(EdgeError::SelfLoop(from));
+        }
+        Ok(())
+    }
+
+    /// Whether `from → to` may be added without closing a cycle. Read-only, so `decide`
+    /// can ask it of a shared state. O(1) when the edge agrees with the order.
+    pub fn check_edge(&self, from: NodeId, to: NodeId) -> Result<(), EdgeError> {
+        self.check_nodes(from, to)?;
+        let upper = self.order[from as usize];
+        if self.order[to as usize] > upper {
+            return Ok(());
+        }
+        if self.forward_region(to, upper).is_none() {
+            return Err(EdgeError::Cycle { from, to });
+        }
+        Ok(())
+    }
+
+    /// Adds `from → to` (a duplicate edge is a no-op), reordering the affected region.
+    pub fn add_edge(&mut self, from: NodeId, to: NodeId) -> Result<(), EdgeError> {
+        self.check_nodes(from, to)?;
+        if self.has_edge(from, to) {
+            return Ok(());
+        }
+        let lower = self.order[to as usize];
+        let upper = self.order[from as usize];
+        if lower < upper {
+            let forward = self
+                .forward_region(to, upper)
+                .ok_or(EdgeError::Cycle { from, to })?;
+            let backward = self.backward_region(from, lower);
+            self.reorder(backward, forward);
+        }
+        self.children[from as usize].push(to);
+        self.parents[to as usize].push(from);
+        self.edge_count += 1;
+        Ok(())
+    }
+
+    /// Nodes reachable from `start` whose order is at most `upper`; `None` if one of them
+    /// sits exactly at `upper` (that node is the edge's source: a cycle).
+    fn forward_region(&self, start: NodeId, upper: u32) -> Option<Vec<NodeId>> {
+        let mut seen = vec![start];
+        let mut stack = vec![start];
+        let mut visited = std::collections::HashSet::from([start]);
+        while let Some(node) = stack.pop() {
+            for &child in &self.children[node as usize] {
+                let order = self.order[child as usize];
+                if order == upper {
+                    return None;
+                }
+                if order < upper && visited.insert(child) {
+                    seen.push(child);
+                    stack.push(child);
+                }
+            }
+        }
+        Some(seen)
+    }
+
+    /// Nodes that reach `start` whose order is above `lower`.
+    fn backward_region(&self, start: NodeId, lower: u32) -> Vec<NodeId> {
+        let mut seen = vec![start];
+        let mut stack = vec![start];
+        let mut visited = std::collections::HashSet::from([start]);
+        while let Some(node) = stack.pop() {
+            for &parent in &self.parents[node as usize] {
+                if self.order[parent as usize] > lower && visited.insert(parent) {
+                    seen.push(parent);
+                    stack.push(parent);
+                }
+            }
+        }
+        seen
+    }
+
+    /// Gives the backward region the lowest of the freed order slots and the forward
+    /// region the rest, each keeping its relative order.
+    fn reorder(&mut self, mut backward: Vec<NodeId>, mut forward: Vec<NodeId>) {
+        backward.sort_unstable_by_key(|node| self.order[*node as usize]);
+        forward.sort_unstable_by_key(|node| self.order[*node as usize]);
+        let mut slots: Vec<u32> = backward
+            .iter()
+            .chain(forward.iter())
+            .map(|node| self.order[*node as usize])
+            .collect();
+        slots.sort_unstable();
+        for (node, slot) in backward.iter().chain(forward.iter()).zip(slots) {
+            self.order[*node as usize] = slot;
+            self.node_at[slot as usize] = *node;
+        }
+    }
+
+    /// Every ancestor of `start` (its sources, transitively) with its depth, breadth-first,
+    /// stopping at `depth_max` levels or `nodes_max` nodes.
+    pub fn ancestors(&self, start: NodeId, depth_max: u32, nodes_max: usize) -> Walk {
+        self.walk(start, depth_max, nodes_max, &self.parents)
+    }
+
+    /// Every descendant of `start` (what was built on it, transitively), bounded likewise.
+    pub fn descendants(&self, start: NodeId, depth_max: u32, nodes_max: usize) -> Walk {
+        self.walk(start, depth_max, nodes_max, &self.children)
+    }
+
+    fn walk(&self, start: NodeId, depth_max: u32, nodes_max: usize, edges: &[Vec<NodeId>]) -> Walk {
+        let mut walk = Walk::default();
+        if start as usize >= self.node_count() {
+            return walk;
+        }
+        let mut visited = std::collections::HashSet::from([start]);
+        let mut queue = VecDeque::from([(start, 0u32)]);
+        while let Some((node, depth)) = queue.pop_front() {
+            for &next in &edges[node as usize] {
+                if visited.contains(&next) {
+                    continue;
+                }
+                if depth >= depth_max || walk.nodes.len() >= nodes_max {
+                    walk.truncated = true;
+                    return walk;
+                }
+                visited.insert(next);
+                walk.nodes.push((next, depth + 1));
+                queue.push_back((next, depth + 1));
+            }
+        }
+        walk
+    }
+
+    /// Whether every edge goes from a lower to a higher order: the invariant that proves
+    /// the graph acyclic. For tests and audits; O(edges).
+    pub fn order_is_topological(&self) -> bool {
+        self.children.iter().enumerate().all(|(from, children)| {
+            children
+                .iter()
+                .all(|to| self.order[from] < self.order[*to as usize])
+        }) && self
+            .node_at
+            .iter()
+            .enumerate()
+            .all(|(slot, node)| self.order[*node as usize] as usize == slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reaches(dag_edges: &[(NodeId, NodeId)], from: NodeId, to: NodeId) -> bool {
+        let mut stack = vec![from];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(node) = stack.pop() {
+            if node == to {
+                return true;
+            }
+            if seen.insert(node) {
+                stack.extend(dag_edges.iter().filter(|e| e.0 == node).map(|e| e.1));
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn refuses_self_loops_cycles_and_unknown_nodes() {
+        let mut dag = Dag::new();
+        let a = dag.add_node();
+        let b = dag.add_node();
+        let c = dag.add_node();
+        dag.add_edge(a, b).unwrap();
+        dag.add_edge(b, c).unwrap();
+        assert_eq!(dag.check_edge(a, a), Err(EdgeError::SelfLoop(a)));
+        assert_eq!(
+            dag.check_edge(c, a),
+            Err(EdgeError::Cycle { from: c, to: a })
+        );
+        assert_eq!(dag.add_edge(c, a), Err(EdgeError::Cycle { from: c, to: a }));
+        assert_eq!(dag.check_edge(a, 9), Err(EdgeError::UnknownNode(9)));
+        assert_eq!(dag.edge_count(), 2);
+        // An edge against the order but without a cycle reorders.
+        let d = dag.add_node();
+        dag.add_edge(d, a).unwrap();
+        assert!(dag.order_is_topological());
+        assert_eq!(
+            dag.check_edge(c, d),
+            Err(EdgeError::Cycle { from: c, to: d })
+        );
+    }
+
+    #[test]
+    fn bounded_walks_report_depth_and_truncation() {
+        let mut dag = Dag::new();
+        let nodes: Vec<NodeId> = (0..5).map(|_| dag.add_node()).collect();
+        for pair in nodes.windows(2) {
+            dag.add_edge(pair[0], pair[1]).unwrap();
+        }
+        let all = dag.ancestors(nodes[4], 10, 10);
+        assert_eq!(all.nodes, vec![(3, 1), (2, 2), (1, 3), (0, 4)]);
+        assert!(!all.truncated);
+        let shallow = dag.ancestors(nodes[4], 2, 10);
+        assert_eq!(shallow.nodes, vec![(3, 1), (2, 2)]);
+        assert!(shallow.truncated);
+        let few = dag.descendants(nodes[0], 10, 3);
+        assert_eq!(few.nodes, vec![(1, 1), (2, 2), (3, 3)]);
+        assert!(few.truncated);
+        assert_eq!(dag.descendants(nodes[4], 10, 10), Walk::default());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_admits_a_cycle_and_agrees_with_brute_force(
+            node_count in 2u32..40,
+            attempts in prop::collection::vec((0u32..40, 0u32..40), 0..150),
+        ) {
+            let mut dag = Dag::new();
+            for _ in 0..node_count { dag.add_node(); }
+            let mut edges: Vec<(NodeId, NodeId)> = Vec::new();
+            for (from, to) in attempts {
+                let (from, to) = (from % node_count, to % node_count);
+                let would_cycle = from == to || reaches(&edges, to, from);
+                let checked = dag.check_edge(from, to);
+                let added = dag.add_edge(from, to);
+                prop_assert_eq!(checked.is_ok(), !would_cycle);
+                prop_assert_eq!(added.is_ok(), !would_cycle);
+                if added.is_ok() && !edges.contains(&(from, to)) {
+                    edges.push((from, to));
+                }
+                prop_assert!(dag.order_is_topological());
+            }
+            prop_assert_eq!(dag.edge_count(), edges.len());
+            for node in 0..node_count {
+                let ancestors = dag.ancestors(node, u32::MAX, usize::MAX);
+                let expected: Vec<NodeId> = (0..node_count).filter(|n| *n != node && reaches(&edges, *n, node)).collect();
+                let mut got: Vec<NodeId> = ancestors.nodes.iter().map(|(n, _)| *n).collect();
+                got.sort_unstable();
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,958 @@
+//! `decide`: a command against the current state gives events, or the rule it breaks.
+//! Pure: no clock (time is `now`), no I/O, no randomness. Each command's checks cover every
+//! event it produces (e.g. duplicate lines within one proposal), and the decider applies
+//! the events to its state before deciding the next command, so later decisions see them.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::commands::*;
+use super::events::*;
+use super::ids::*;
+use super::limits;
+use super::rejection::{Blocker, Entity, Rejection};
+use super::state::{Distribution, PayoutStatus, Production, State};
+use crate::dag::{EdgeError, NodeId};
+use crate::money::{self, ArtistShare, Money};
+use crate::time::Timestamp;
+
+pub fn decide(
+    state: &State,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    match command {
+        Command::RegisterMember(c) => register_member(state, c),
+        Command::ErasePersonalData(c) => erase_personal_data(state, c),
+        Command::StartProject(c) => start_project(state, c),
+        Command::AgreeLeadFee(c) => agree_lead_fee(state, c),
+        Command::AssignLead(c) => assign_lead(state, c),
+        Command::FinishProject(c) => finish_project(state, c),
+        Command::UploadRecord(c) => upload_record(state, c, &[]),
+        Command::UploadRemix(c) => {
+            // A remix names at least one source (rule 1).
+            if c.sources.is_empty() {
+                return Err(Rejection::Empty { field: "sources" });
+            }
+            upload_record(state, &c.record, &c.sources)
+        }
+        Command::CiteSource(c) => cite_source(state, c),
+        Command::WithdrawRecord(c) => withdraw_record(state, c),
+        Command::PostComment(c) => post_comment(state, c, now),
+        Command::OpenProduction(c) => open_production(state, c),
+        Command::IncludeRecord(c) => include_record(state, c),
+        Command::RecordRevenue(c) => {
+            let production = production(state, &c.production_id)?;
+            let amount = production_amount(production, "amount", c.amount, true)?;
+            length(
+                "description",
+                &c.description,
+                limits::REASON_LENGTH_BYTES_MAX,
+            )?;
+            Ok(vec![RevenueRecorded {
+                production_id: c.production_id.clone(),
+                amount,
+                description: c.description.clone(),
+            }
+            .into()])
+        }
+        Command::RecordExpense(c) => {
+            let production = production(state, &c.production_id)?;
+            let amount = production_amount(production, "amount", c.amount, false)?;
+            length(
+                "description",
+                &c.description,
+                limits::REASON_LENGTH_BYTES_MAX,
+            )?;
+            Ok(vec![ExpenseRecorded {
+                production_id: c.production_id.clone(),
+                amount,
+                description: c.description.clone(),
+            }
+            .into()])
+        }
+        Command::ProposeAllocation(c) => propose_allocation(state, c, now),
+        Command::AmendAllocation(c) => amend_allocation(state, c, now),
+        Command::FinalizeAllocation(c) => finalize_allocation(state, c, now),
+        Command::IssuePayouts(c) => issue_payouts(state, c),
+        Command::SettlePayout(c) => {
+            let payout = payout_in(state, &c.payout_id, PayoutStatus::Pending)?;
+            text("reference", &c.reference, limits::REASON_LENGTH_BYTES_MAX)?;
+            Ok(vec![PayoutSettled {
+                payout_id: c.payout_id.clone(),
+                attempt: payout.attempt,
+                reference: c.reference.clone(),
+            }
+            .into()])
+        }
+        Command::FailPayout(c) => {
+            let payout = payout_in(state, &c.payout_id, PayoutStatus::Pending)?;
+            text("reason", &c.reason, limits::REASON_LENGTH_BYTES_MAX)?;
+            Ok(vec![PayoutFailed {
+                payout_id: c.payout_id.clone(),
+                attempt: payout.attempt,
+                reason: c.reason.clone(),
+            }
+            .into()])
+        }
+        Command::RetryPayout(c) => {
+            let payout = payout_in(state, &c.payout_id, PayoutStatus::Failed)?;
+            Ok(vec![PayoutRetried {
+                payout_id: c.payout_id.clone(),
+                attempt: payout.attempt + 1,
+            }
+            .into()])
+        }
+    }
+}
+
+// ---- input checks ----
+
+fn length(field: &'static str, value: &str, max_bytes: usize) -> Result<(), Rejection> {
+    if value.len() > max_bytes {
+        return Err(Rejection::TooLong {
+            field,
+            length_bytes: value.len(),
+            max_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Required text: not empty (nor only whitespace), and bounded.
+fn text(field: &'static str, value: &str, max_bytes: usize) -> Result<(), Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::Empty { field });
+    }
+    length(field, value, max_bytes)
+}
+
+fn count(field: &'static str, count: usize, max: usize) -> Result<(), Rejection> {
+    if count > max {
+        return Err(Rejection::TooMany { field, count, max });
+    }
+    Ok(())
+}
+
+fn no_duplicates<'a, T: std::fmt::Display + Eq + std::hash::Hash + 'a>(
+    field: &'static str,
+    items: impl IntoIterator<Item = &'a T>,
+) -> Result<(), Rejection> {
+    let mut seen = HashSet::new();
+    for item in items {
+        if !seen.insert(item) {
+            return Err(Rejection::Duplicate {
+                field,
+                id: item.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---- lookups ----
+
+fn not_found(field: &'static str, entity: Entity, id: &impl ToString) -> Rejection {
+    Rejection::NotFound {
+        field,
+        entity,
+        id: id.to_string(),
+    }
+}
+
+fn already_exists(field: &'static str, entity: Entity, id: &impl ToString) -> Rejection {
+    Rejection::AlreadyExists {
+        field,
+        entity,
+        id: id.to_string(),
+    }
+}
+
+fn member(state: &State, field: &'static str, id: &MemberId) -> Result<(), Rejection> {
+    state
+        .member(id)
+        .map(|_| ())
+        .ok_or_else(|| not_found(field, Entity::Member, id))
+}
+
+fn open_project<'a>(
+    state: &'a State,
+    id: &ProjectId,
+) -> Result<&'a super::state::Project, Rejection> {
+    let project = state
+        .project(id)
+        .ok_or_else(|| not_found("project_id", Entity::Project, id))?;
+    if project.finished {
+        return Err(Rejection::ProjectFinished {
+            project_id: id.clone(),
+        });
+    }
+    Ok(project)
+}
+
+/// An existing, non-withdrawn record (rules 1 and 3).
+fn live_record(state: &State, field: &'static str, id: &RecordId) -> Result<NodeId, Rejection> {
+    let node = state
+        .record_node(id)
+        .ok_or_else(|| not_found(field, Entity::Record, id))?;
+    if state.record_at(node).withdrawn {
+        return Err(Rejection::RecordWithdrawn {
+            field,
+            record_id: id.clone(),
+        });
+    }
+    Ok(node)
+}
+
+fn production<'a>(state: &'a State, id: &ProductionId) -> Result<&'a Production, Rejection> {
+    state
+        .production(id)
+        .ok_or_else(|| not_found("production_id", Entity::Production, id))
+}
+
+fn distribution<'a>(state: &'a State, id: &DistributionId) -> Result<&'a Distribution, Rejection> {
+    state
+        .distribution(id)
+        .ok_or_else(|| not_found("distribution_id", Entity::Distribution, id))
+}
+
+/// A positive amount in the production's currency that keeps its totals within bounds
+/// (rule 9).
+fn production_amount(
+    production: &Production,
+    field: &'static str,
+    amount: Money,
+    revenue: bool,
+) -> Result<Money, Rejection> {
+    if amount.currency() != production.currency {
+        return Err(Rejection::CurrencyMismatch {
+            field,
+            expected: production.currency,
+            got: amount.currency(),
+        });
+    }
+    if !amount.is_positive() {
+        return Err(Rejection::NotPositive { field, amount });
+    }
+    let total = if revenue {
+        production.revenue_total
+    } else {
+        production.expense_total
+    };
+    total
+        .checked_add(amount)
+        .map_err(|error| Rejection::Money { field, error })?;
+    Ok(amount)
+}
+
+// ---- members and projects ----
+
+fn register_member(state: &State, c: &RegisterMember) -> Result<Vec<DomainEvent>, Rejection> {
+    if state.member(&c.member_id).is_some() {
+        return Err(already_exists("member_id", Entity::Member, &c.member_id));
+    }
+    text("handle", &c.handle, limits::HANDLE_LENGTH_BYTES_MAX)?;
+    if c.personal_data.ciphertext.len() > limits::SEALED_PERSONAL_DATA_BYTES_MAX {
+        return Err(Rejection::TooLong {
+            field: "personal_data",
+            length_bytes: c.personal_data.ciphertext.len(),
+            max_bytes: limits::SEALED_PERSONAL_DATA_BYTES_MAX,
+        });
+    }
+    Ok(vec![MemberRegistered {
+        member_id: c.member_id.clone(),
+        handle: c.handle.clone(),
+        personal_data: c.personal_data.clone(),
+    }
+    .into()])
+}
+
+fn erase_personal_data(
+    state: &State,
+    c: &ErasePersonalData,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    let member = state
+        .member(&c.member_id)
+        .ok_or_else(|| not_found("member_id", Entity::Member, &c.member_id))?;
+    if member.erased {
+        return Err(Rejection::AlreadyErased {
+            member_id: c.member_id.clone(),
+        });
+    }
+    Ok(vec![MemberPersonalDataErased {
+        member_id: c.member_id.clone(),
+    }
+    .into()])
+}
+
+fn start_project(state: &State, c: &StartProject) -> Result<Vec<DomainEvent>, Rejection> {
+    if state.project(&c.project_id).is_some() {
+        return Err(already_exists("project_id", Entity::Project, &c.project_id));
+    }
+    text("title", &c.title, limits::TITLE_LENGTH_BYTES_MAX)?;
+    Ok(vec![ProjectStarted {
+        project_id: c.project_id.clone(),
+        title: c.title.clone(),
+    }
+    .into()])
+}
+
+fn agree_lead_fee(state: &State, c: &AgreeLeadFee) -> Result<Vec<DomainEvent>, Rejection> {
+    let project = open_project(state, &c.project_id)?;
+    member(state, "lead", &c.lead)?;
+    let production_id =
+        project
+            .production
+            .clone()
+            .ok_or_else(|| Rejection::ProjectHasNoProduction {
+                project_id: c.project_id.clone(),
+            })?;
+    if project.lead_fees.contains_key(&c.lead) {
+        return Err(Rejection::LeadFeeAlreadyAgreed {
+            project_id: c.project_id.clone(),
+            lead: c.lead.clone(),
+        });
+    }
+    // The fee is an expense of the production (rule 2).
+    let fee = production_amount(production(state, &production_id)?, "fee", c.fee, false)?;
+    Ok(vec![LeadFeeAgreed {
+        project_id: c.project_id.clone(),
+        production_id,
+        lead: c.lead.clone(),
+        fee,
+    }
+    .into()])
+}
+
+fn assign_lead(state: &State, c: &AssignLead) -> Result<Vec<DomainEvent>, Rejection> {
+    let project = open_project(state, &c.project_id)?;
+    member(state, "lead", &c.lead)?;
+    if project.leads.contains(&c.lead) {
+        return Err(Rejection::LeadAlreadyAssigned {
+            project_id: c.project_id.clone(),
+            lead: c.lead.clone(),
+        });
+    }
+    if project.production.is_some() && !project.lead_fees.contains_key(&c.lead) {
+        return Err(Rejection::LeadFeeNotAgreed {
+            project_id: c.project_id.clone(),
+            lead: c.lead.clone(),
+        });
+    }
+    Ok(vec![LeadAssigned {
+        project_id: c.project_id.clone(),
+        lead: c.lead.clone(),
+    }
+    .into()])
+}
+
+fn finish_project(state: &State, c: &FinishProject) -> Result<Vec<DomainEvent>, Rejection> {
+    open_project(state, &c.project_id)?;
+    Ok(vec![ProjectFinished {
+        project_id: c.project_id.clone(),
+    }
+    .into()])
+}
+
+// ---- records ----
+
+fn upload_record(
+    state: &State,
+    c: &UploadRecord,
+    sources: &[RecordId],
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if state.record(&c.record_id).is_some() {
+        return Err(already_exists("record_id", Entity::Record, &c.record_id));
+    }
+    open_project(state, &c.project_id)?;
+    member(state, "contributor", &c.contributor)?;
+    text("title", &c.title, limits::TITLE_LENGTH_BYTES_MAX)?;
+    text(
+        "licence_terms_version",
+        &c.licence_terms_version,
+        limits::TERMS_VERSION_LENGTH_BYTES_MAX,
+    )?;
+    let licence = Licence {
+        terms_version: c.licence_terms_version.clone(),
+    };
+    if sources.is_empty() {
+        return Ok(vec![RecordUploaded {
+            record_id: c.record_id.clone(),
+            project_id: c.project_id.clone(),
+            contributor: c.contributor.clone(),
+            kind: c.kind,
+            title: c.title.clone(),
+            media: c.media.clone(),
+            licence,
+        }
+        .into()]);
+    }
+    // A new record comes last in the tree's order, so its sources cannot close a cycle;
+    // naming itself is the one way a remix could.
+    count("sources", sources.len(), limits::SOURCES_PER_REMIX_MAX)?;
+    no_duplicates("sources", sources)?;
+    for source in sources {
+        if *source == c.record_id {
+            return Err(Rejection::SelfCitation {
+                record_id: c.record_id.clone(),
+            });
+        }
+        live_record(state, "sources", source)?;
+    }
+    Ok(vec![RemixUploaded {
+        record_id: c.record_id.clone(),
+        project_id: c.project_id.clone(),
+        contributor: c.contributor.clone(),
+        kind: c.kind,
+        title: c.title.clone(),
+        media: c.media.clone(),
+        licence,
+        sources: sources.to_vec(),
+    }
+    .into()])
+}
+
+fn cite_source(state: &State, c: &CiteSource) -> Result<Vec<DomainEvent>, Rejection> {
+    let record = state
+        .record_node(&c.record_id)
+        .ok_or_else(|| not_found("record_id", Entity::Record, &c.record_id))?;
+    if c.record_id == c.source_id {
+        return Err(Rejection::SelfCitation {
+            record_id: c.record_id.clone(),
+        });
+    }
+    let source = live_record(state, "source_id", &c.source_id)?;
+    if state.tree().has_edge(source, record) {
+        return Err(Rejection::AlreadyCited {
+            record_id: c.record_id.clone(),
+            source_id: c.source_id.clone(),
+        });
+    }
+    match state.tree().check_edge(source, record) {
+        Ok(()) => {}
+        Err(EdgeError::Cycle { .. }) => {
+            return Err(Rejection::Cycle {
+                record_id: c.record_id.clone(),
+                source_id: c.source_id.clone(),
+            })
+        }
+        Err(EdgeError::SelfLoop(_) | EdgeError::UnknownNode(_)) => {
+            unreachable!("both records exist and differ")
+        }
+    }
+    Ok(vec![SourceCited {
+        record_id: c.record_id.clone(),
+        source_id: c.source_id.clone(),
+    }
+    .into()])
+}
+
+fn withdraw_record(state: &State, c: &WithdrawRecord) -> Result<Vec<DomainEvent>, Rejection> {
+    live_record(state, "record_id", &c.record_id)?;
+    text("reason", &c.reason, limits::REASON_LENGTH_BYTES_MAX)?;
+    Ok(vec![RecordWithdrawn {
+        record_id: c.record_id.clone(),
+        reason: c.reason.clone(),
+    }
+    .into()])
+}
+
+// ---- conversation ----
+
+fn post_comment(
+    state: &State,
+    c: &PostComment,
+    now: Timestamp,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if state.comment(&c.comment_id).is_some() {
+        return Err(already_exists("comment_id", Entity::Comment, &c.comment_id));
+    }
+    member(state, "author", &c.author)?;
+    text("body", &c.body, limits::COMMENT_LENGTH_BYTES_MAX)?;
+    let (target, reply_to) = match &c.on {
+        CommentOn::Record(id) => {
+            state
+                .record(id)
+                .ok_or_else(|| not_found("on", Entity::Record, id))?;
+            (CommentTarget::Record(id.clone()), None)
+        }
+        CommentOn::Distribution(id) => {
+            distribution(state, id)?;
+            (CommentTarget::Distribution(id.clone()), None)
+        }
+        CommentOn::Line {
+            distribution_id,
+            member,
+        } => {
+            let distribution = distribution(state, distribution_id)?;
+            if !distribution.line_index.contains_key(member) {
+                return Err(not_found("on", Entity::Line, member));
+            }
+            (
+                CommentTarget::Line {
+                    distribution_id: distribution_id.clone(),
+                    member: member.clone(),
+                },
+                None,
+            )
+        }
+        CommentOn::Reply(parent) => {
+            let parent_comment = state
+                .comment(parent)
+                .ok_or_else(|| not_found("on", Entity::Comment, parent))?;
+            (parent_comment.target.clone(), Some(parent.clone()))
+        }
+    };
+    // Members comment on a distribution only during its window (rule 6). Staff may still
+    // reply afterwards: a comment made in the window's last minute must be answerable, or
+    // the distribution could never be finalized (rule 7).
+    if let Some(distribution_id) = target.distribution() {
+        let closes_at = distribution(state, distribution_id)?.window_closes_at;
+        if !c.staff && now >= closes_at {
+            return Err(Rejection::WindowClosed {
+                field: "on",
+                distribution_id: distribution_id.clone(),
+                closed_at: closes_at,
+            });
+        }
+    }
+    Ok(vec![CommentPosted {
+        comment_id: c.comment_id.clone(),
+        author: c.author.clone(),
+        staff: c.staff,
+        target,
+        reply_to,
+        body: c.body.clone(),
+    }
+    .into()])
+}
+
+// ---- productions ----
+
+fn open_production(state: &State, c: &OpenProduction) -> Result<Vec<DomainEvent>, Rejection> {
+    if state.production(&c.production_id).is_some() {
+        return Err(already_exists(
+            "production_id",
+            Entity::Production,
+            &c.production_id,
+        ));
+    }
+    let project = open_project(state, &c.project_id)?;
+    if let Some(existing) = &project.production {
+        return Err(Rejection::ProjectHasProduction {
+            project_id: c.project_id.clone(),
+            production_id: existing.clone(),
+        });
+    }
+    text("title", &c.title, limits::TITLE_LENGTH_BYTES_MAX)?;
+    let feedback_window_micros = c
+        .feedback_window_micros
+        .unwrap_or(limits::FEEDBACK_WINDOW_MICROS_DEFAULT);
+    if feedback_window_micros <= 0 || feedback_window_micros > limits::FEEDBACK_WINDOW_MICROS_MAX {
+        return Err(Rejection::OutOfRange {
+            field: "feedback_window_micros",
+            value: feedback_window_micros.to_string(),
+            rule: "must be positive and at most one year",
+        });
+    }
+    Ok(vec![ProductionOpened {
+        production_id: c.production_id.clone(),
+        project_id: c.project_id.clone(),
+        title: c.title.clone(),
+        currency: c.currency,
+        artist_share: c.artist_share.unwrap_or_else(ArtistShare::half),
+        feedback_window_micros,
+    }
+    .into()])
+}
+
+fn include_record(state: &State, c: &IncludeRecord) -> Result<Vec<DomainEvent>, Rejection> {
+    let production = production(state, &c.production_id)?;
+    let node = live_record(state, "record_id", &c.record_id)?;
+    if production.included_set.contains(&node) {
+        return Err(Rejection::AlreadyIncluded {
+            production_id: c.production_id.clone(),
+            record_id: c.record_id.clone(),
+        });
+    }
+    Ok(vec![RecordIncluded {
+        production_id: c.production_id.clone(),
+        record_id: c.record_id.clone(),
+    }
+    .into()])
+}
+
+// ---- allocation ----
+
+/// Rule 5 for each line: a known member, once; a bounded rationale; records contributed by
+/// that member and included in the production or ancestors of an included record.
+fn check_lines(state: &State, production: &Production, lines: &[Line]) -> Result<(), Rejection> {
+    count("lines", lines.len(), limits::LINES_PER_PROPOSAL_MAX)?;
+    no_duplicates("lines[].member", lines.iter().map(|line| &line.member))?;
+    let payable = state.payable_records(production);
+    for (index, line) in lines.iter().enumerate() {
+        member(state, "lines[].member", &line.member)?;
+        text(
+            "lines[].rationale",
+            &line.rationale,
+            limits::RATIONALE_LENGTH_BYTES_MAX,
+        )?;
+        if line.records.is_empty() {
+            return Err(Rejection::Empty {
+                field: "lines[].records",
+            });
+        }
+        count(
+            "lines[].records",
+            line.records.len(),
+            limits::RECORDS_PER_LINE_MAX,
+        )?;
+        no_duplicates("lines[].records", &line.records)?;
+        for record_id in &line.records {
+            let node = state
+                .record_node(record_id)
+                .ok_or_else(|| not_found("lines[].records", Entity::Record, record_id))?;
+            if state.record_at(node).contributor != line.member {
+                return Err(Rejection::RecordNotByMember {
+                    index,
+                    member: line.member.clone(),
+                    record_id: record_id.clone(),
+                });
+            }
+            if !payable.contains(&node) {
+                return Err(Rejection::RecordNotInProduction {
+                    index,
+                    record_id: record_id.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lines past the first chunk, as continuation events of the same append, so that no
+/// event outgrows the store's payload bound.
+fn continuations(distribution_id: &DistributionId, rest: &[Line]) -> Vec<DomainEvent> {
+    rest.chunks(limits::LINES_PER_EVENT_MAX)
+        .map(|chunk| {
+            AllocationLinesContinued {
+                distribution_id: distribution_id.clone(),
+                lines: chunk.to_vec(),
+            }
+            .into()
+        })
+        .collect()
+}
+
+fn first_chunk(lines: &[Line]) -> (&[Line], &[Line]) {
+    lines.split_at(lines.len().min(limits::LINES_PER_EVENT_MAX))
+}
+
+fn propose_allocation(
+    state: &State,
+    c: &ProposeAllocation,
+    now: Timestamp,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    if state.distribution(&c.distribution_id).is_some() {
+        return Err(already_exists(
+            "distribution_id",
+            Entity::Distribution,
+            &c.distribution_id,
+        ));
+    }
+    let production = production(state, &c.production_id)?;
+    if let Some(open) = &production.open_distribution {
+        return Err(Rejection::DistributionOpen {
+            production_id: c.production_id.clone(),
+            distribution_id: open.clone(),
+        });
+    }
+    if c.lines.is_empty() {
+        return Err(Rejection::Empty { field: "lines" });
+    }
+    check_lines(state, production, &c.lines)?;
+    // The cut-off is now: everything recorded so far counts (rule 4).
+    let pool = money::pool(
+        production.revenue_total,
+        production.expense_total,
+        production.artist_share,
+        production.pools_total,
+    )?;
+    let window = std::time::Duration::from_micros(
+        u64::try_from(production.feedback_window_micros).expect("positive by construction"),
+    );
+    let (first, rest) = first_chunk(&c.lines);
+    let mut events: Vec<DomainEvent> = vec![AllocationProposed {
+        distribution_id: c.distribution_id.clone(),
+        production_id: c.production_id.clone(),
+        revenue_total: production.revenue_total,
+        expense_total: production.expense_total,
+        earlier_pools: production.pools_total,
+        pool,
+        published_at: now,
+        window_closes_at: now.saturating_add(window),
+        line_count: c.lines.len() as u32,
+        lines: first.to_vec(),
+    }
+    .into()];
+    events.extend(continuations(&c.distribution_id, rest));
+    Ok(events)
+}
+
+fn open_distribution<'a>(
+    state: &'a State,
+    id: &DistributionId,
+    now: Timestamp,
+) -> Result<&'a Distribution, Rejection> {
+    let distribution = distribution(state, id)?;
+    if distribution.amounts.is_some() {
+        return Err(Rejection::AlreadyFinalized {
+            distribution_id: id.clone(),
+        });
+    }
+    if now >= distribution.window_closes_at {
+        return Err(Rejection::WindowClosed {
+            field: "distribution_id",
+            distribution_id: id.clone(),
+            closed_at: distribution.window_closes_at,
+        });
+    }
+    Ok(distribution)
+}
+
+fn amend_allocation(
+    state: &State,
+    c: &AmendAllocation,
+    now: Timestamp,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    let distribution = open_distribution(state, &c.distribution_id, now)?;
+    text("reason", &c.reason, limits::REASON_LENGTH_BYTES_MAX)?;
+    count(
+        "answers",
+        c.answers.len(),
+        limits::ANSWERED_COMMENTS_PER_AMENDMENT_MAX,
+    )?;
+    no_duplicates("answers", &c.answers)?;
+    for comment_id in &c.answers {
+        let on_this = state
+            .comment(comment_id)
+            .and_then(|comment| comment.target.distribution())
+            == Some(&c.distribution_id);
+        if !on_this {
+            return Err(Rejection::CommentNotOnDistribution {
+                field: "answers",
+                comment_id: comment_id.clone(),
+                distribution_id: c.distribution_id.clone(),
+            });
+        }
+    }
+    if c.remove.is_empty() && c.lines.is_empty() {
+        return Err(Rejection::Empty { field: "lines" });
+    }
+    count("remove", c.remove.len(), limits::LINES_PER_PROPOSAL_MAX)?;
+    no_duplicates(
+        "remove",
+        c.remove
+            .iter()
+            .chain(c.lines.iter().map(|line| &line.member)),
+    )?;
+    for member in &c.remove {
+        if !distribution.line_index.contains_key(member) {
+            return Err(not_found("remove", Entity::Line, member));
+        }
+    }
+    let production = production(state, &distribution.production_id)?;
+    check_lines(state, production, &c.lines)?;
+    let added = c
+        .lines
+        .iter()
+        .filter(|line| !distribution.line_index.contains_key(&line.member))
+        .count();
+    let line_count = distribution.lines.len() - c.remove.len() + added;
+    if line_count == 0 || line_count > limits::LINES_PER_PROPOSAL_MAX {
+        return Err(Rejection::LineCountOutOfRange {
+            count: line_count,
+            max: limits::LINES_PER_PROPOSAL_MAX,
+        });
+    }
+    let (first, rest) = first_chunk(&c.lines);
+    let mut events: Vec<DomainEvent> = vec![AllocationAmended {
+        distribution_id: c.distribution_id.clone(),
+        reason: c.reason.clone(),
+        answers: c.answers.clone(),
+        removed: c.remove.clone(),
+        line_count: c.lines.len() as u32,
+        lines: first.to_vec(),
+    }
+    .into()];
+    events.extend(continuations(&c.distribution_id, rest));
+    Ok(events)
+}
+
+/// Every reason the distribution cannot be finalized now (rule 7), and the amounts.
+pub fn finalization_blockers(
+    state: &State,
+    distribution: &Distribution,
+    now: Timestamp,
+) -> (Vec<Blocker>, Vec<Money>) {
+    let mut blockers = Vec::new();
+    if now < distribution.window_closes_at {
+        blockers.push(Blocker::WindowOpen {
+            closes_at: distribution.window_closes_at,
+        });
+    }
+    if !distribution.unanswered.is_empty() {
+        blockers.push(Blocker::UnansweredComments {
+            comment_ids: distribution.unanswered.iter().cloned().collect(),
+        });
+    }
+    let weights: Vec<_> = distribution.lines.iter().map(|line| line.weight).collect();
+    let amounts = money::split_pool(distribution.pool, &weights);
+    if let Some(production) = state.production(&distribution.production_id) {
+        let contributors: BTreeSet<&MemberId> = production
+            .included
+            .iter()
+            .map(|node| &state.record_at(*node).contributor)
+            .collect();
+        let without_line: Vec<MemberId> = contributors
+            .into_iter()
+            .filter(|member| !distribution.line_index.contains_key(*member))
+            .cloned()
+            .collect();
+        if !without_line.is_empty() {
+            blockers.push(Blocker::ContributorsWithoutLine {
+                members: without_line,
+            });
+        }
+    }
+    // One payout per line (rule 8): a line that would pay nothing is reweighted or removed
+    // first, whether or not its member contributed an included record.
+    let zero: Vec<MemberId> = distribution
+        .lines
+        .iter()
+        .zip(&amounts)
+        .filter(|(_, amount)| !amount.is_positive())
+        .map(|(line, _)| line.member.clone())
+        .collect();
+    if !zero.is_empty() {
+        blockers.push(Blocker::LinesWithZeroAmount { members: zero });
+    }
+    let sum = money::sum(distribution.pool.currency(), &amounts)
+        .expect("amounts share the pool's currency and sum to at most the pool");
+    if sum != distribution.pool {
+        blockers.push(Blocker::AmountsDoNotSumToPool {
+            sum,
+            pool: distribution.pool,
+        });
+    }
+    (blockers, amounts)
+}
+
+fn finalize_allocation(
+    state: &State,
+    c: &FinalizeAllocation,
+    now: Timestamp,
+) -> Result<Vec<DomainEvent>, Rejection> {
+    let distribution = distribution(state, &c.distribution_id)?;
+    if distribution.amounts.is_some() {
+        return Err(Rejection::AlreadyFinalized {
+            distribution_id: c.distribution_id.clone(),
+        });
+    }
+    let (blockers, amounts) = finalization_blockers(state, distribution, now);
+    if !blockers.is_empty() {
+        return Err(Rejection::FinalizationBlocked {
+            distribution_id: c.distribution_id.clone(),
+            blockers,
+        });
+    }
+    Ok(vec![AllocationFinalized {
+        distribution_id: c.distribution_id.clone(),
+        pool: distribution.pool,
+        amounts,
+    }
+    .into()])
+}
+
+// ---- payouts ----
+
+fn issue_payouts(state: &State, c: &IssuePayouts) -> Result<Vec<DomainEvent>, Rejection> {
+    match c {
+        IssuePayouts::Distribution(distribution_id) => {
+            let distribution = distribution(state, distribution_id)?;
+            let amounts = distribution
+                .amounts
+                .as_ref()
+                .ok_or_else(|| Rejection::NotFinalized {
+                    distribution_id: distribution_id.clone(),
+                })?;
+            if distribution.payouts_issued {
+                return Err(Rejection::PayoutAlreadyIssued {
+                    field: "distribution_id",
+                    payout_id: PayoutId::for_line(distribution_id, &distribution.lines[0].member),
+                });
+            }
+            Ok(distribution
+                .lines
+                .iter()
+                .zip(amounts)
+                .map(|(line, amount)| {
+                    PayoutIssued {
+                        payout_id: PayoutId::for_line(distribution_id, &line.member),
+                        member: line.member.clone(),
+                        amount: *amount,
+                        payout_for: PayoutFor::Line {
+                            distribution_id: distribution_id.clone(),
+                        },
+                    }
+                    .into()
+                })
+                .collect())
+        }
+        IssuePayouts::LeadFee { project_id, lead } => {
+            let project = state
+                .project(project_id)
+                .ok_or_else(|| not_found("project_id", Entity::Project, project_id))?;
+            let fee = project
+                .lead_fees
+                .get(lead)
+                .ok_or_else(|| Rejection::LeadFeeNotAgreed {
+                    project_id: project_id.clone(),
+                    lead: lead.clone(),
+                })?;
+            let payout_id = PayoutId::for_lead_fee(project_id, lead);
+            if state.payout(&payout_id).is_some() {
+                return Err(Rejection::PayoutAlreadyIssued {
+                    field: "lead",
+                    payout_id,
+                });
+            }
+            Ok(vec![PayoutIssued {
+                payout_id,
+                member: lead.clone(),
+                amount: *fee,
+                payout_for: PayoutFor::LeadFee {
+                    project_id: project_id.clone(),
+                },
+            }
+            .into()])
+        }
+    }
+}
+
+fn payout_in<'a>(
+    state: &'a State,
+    id: &PayoutId,
+    required: PayoutStatus,
+) -> Result<&'a super::state::Payout, Rejection> {
+    let payout = state
+        .payout(id)
+        .ok_or_else(|| not_found("payout_id", Entity::Payout, id))?;
+    if payout.status != required {
+        return Err(Rejection::PayoutState {
+            payout_id: id.clone(),
+            status: payout.status.name(),
+            required: required.name(),
+        });
+    }
+    Ok(payout)
+}

@@ -1,0 +1,121 @@
+//! A decider over a fresh embedded store in a temporary directory, with a manual clock.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use ledger::decider::{CommandEnvelope, CommandError, CommandOutcome, Decider, DeciderHandle};
+use ledger::domain::privacy::FileKeyVault;
+use ledger::domain::Command;
+use ledger::store::{
+    Actor, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, OnBehalfOf, ServiceName,
+};
+use ledger::time::ManualClock;
+
+use super::t0;
+
+pub struct Harness {
+    pub store: Arc<EmbeddedStore>,
+    pub handle: DeciderHandle,
+    pub task: tokio::task::JoinHandle<()>,
+    pub clock: Arc<ManualClock>,
+    pub directory: tempfile::TempDir,
+    next_command: std::sync::atomic::AtomicU64,
+}
+
+fn options(clock: &Arc<ManualClock>) -> EmbeddedOptions {
+    EmbeddedOptions {
+        segment_size_bytes: 16 * 1024 * 1024,
+        clock: clock.clone(),
+        ..EmbeddedOptions::default()
+    }
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let directory = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        Harness::open(directory, clock, 0).await
+    }
+
+    async fn open(
+        directory: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        next_command: u64,
+    ) -> Harness {
+        let (store, _) = EmbeddedStore::open(directory.path().join("log"), options(&clock))
+            .await
+            .unwrap();
+        let store = Arc::new(store);
+        let vault = Arc::new(FileKeyVault::open(directory.path().join("keys")).unwrap());
+        let (handle, task) = Decider::start(store.clone(), clock.clone(), vault)
+            .await
+            .unwrap();
+        Harness {
+            store,
+            handle,
+            task,
+            clock,
+            directory,
+            next_command: next_command.into(),
+        }
+    }
+
+    /// Stops the decider, closes the store and opens both again on the same directory.
+    pub async fn restart(self) -> Harness {
+        let Harness {
+            store,
+            handle,
+            task,
+            clock,
+            directory,
+            next_command,
+        } = self;
+        drop(handle);
+        task.await.unwrap();
+        store.close().await;
+        drop(store);
+        Harness::open(directory, clock, next_command.into_inner()).await
+    }
+
+    pub fn envelope(command_id: &str, command: Command) -> CommandEnvelope {
+        CommandEnvelope {
+            command_id: CommandId::new(command_id).unwrap(),
+            correlation_id: None,
+            causation_id: None,
+            actor: Actor {
+                service: ServiceName::new("gateway").unwrap(),
+                on_behalf_of: Some(OnBehalfOf::new("alice").unwrap()),
+            },
+            command,
+        }
+    }
+
+    pub async fn execute_as(
+        &self,
+        command_id: &str,
+        command: Command,
+    ) -> Result<CommandOutcome, CommandError> {
+        self.handle
+            .execute(Harness::envelope(command_id, command))
+            .await
+    }
+
+    pub async fn execute(&self, command: Command) -> Result<CommandOutcome, CommandError> {
+        let n = self
+            .next_command
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.execute_as(&format!("cmd-{n}"), command).await
+    }
+
+    pub async fn ok(&self, command: Command) -> CommandOutcome {
+        let description = format!("{command:?}");
+        match self.execute(command).await {
+            Ok(outcome) => outcome,
+            Err(error) => panic!("{description}: {error}"),
+        }
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.store.head().await.unwrap().position
+    }
+}
