@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::harness::Harness;
+use std::sync::atomic::Ordering;
+
+use common::harness::{Harness, SyncFailures};
 use common::*;
 use ledger::decider::{CommandError, CommandOutcome};
 use ledger::domain::commands::*;
@@ -193,6 +195,62 @@ async fn a_second_writer_is_caught_by_expected_versions_and_the_state_is_rebuilt
     assert!(harness
         .handle
         .inspect(|state| state.record(&record("late")).is_none())
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_the_commands_built_on_it_and_the_state_is_rebuilt() {
+    let faults = Arc::new(SyncFailures::default());
+    let harness = Harness::with_faults(faults.clone()).await;
+    harness.ok(start_project("p1")).await;
+    let head = harness.head().await;
+    faults.0.store(true, Ordering::SeqCst);
+    // The upload is decided on a state that already holds zed's registration.
+    let (registered, uploaded) = tokio::join!(
+        harness.execute_as("register-zed", register("zed")),
+        harness.execute_as("upload-zed", upload("z1", "p1", "zed")),
+    );
+    assert!(
+        matches!(registered, Err(CommandError::Store(_))),
+        "{registered:?}"
+    );
+    assert!(uploaded.is_err(), "{uploaded:?}");
+    assert_eq!(harness.head().await, head, "nothing was acknowledged");
+    // The decider rebuilt its state from the durable log: zed is not there.
+    assert!(harness
+        .handle
+        .inspect(|state| state.member(&member("zed")).is_none())
+        .await
+        .unwrap());
+    // The store stays failed until it is reopened; the decider says so and writes nothing.
+    faults.0.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        harness.execute(register("yan")).await,
+        Err(CommandError::Store(_))
+    ));
+    // Reopened, the callers retry with the same command ids and both land exactly once
+    // (whether or not the failed commit's bytes survived the failed sync).
+    let harness = harness.restart().await;
+    harness
+        .execute_as("register-zed", register("zed"))
+        .await
+        .unwrap();
+    harness
+        .execute_as("upload-zed", upload("z1", "p1", "zed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejection(harness.execute(register("zed")).await),
+        Rejection::AlreadyExists {
+            field: "member_id",
+            entity: ledger::domain::rejection::Entity::Member,
+            id: "zed".into()
+        }
+    );
+    assert!(harness
+        .handle
+        .inspect(|state| state.record(&record("z1")).is_some())
         .await
         .unwrap());
 }
