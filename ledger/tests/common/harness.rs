@@ -25,7 +25,8 @@ pub struct Harness {
 
 fn options(clock: &Arc<ManualClock>, faults: Option<Arc<dyn IoFaults>>) -> EmbeddedOptions {
     EmbeddedOptions {
-        segment_size_bytes: 16 * 1024 * 1024,
+        // Larger than the largest append (32 MiB), which must fit one segment.
+        segment_size_bytes: 40 * 1024 * 1024,
         clock: clock.clone(),
         faults,
         ..EmbeddedOptions::default()
