@@ -214,6 +214,7 @@ fn decider_throughput(c: &mut Criterion) {
     });
     let next = Arc::new(AtomicU64::new(0));
     let envelope = move |command: Command, next: &AtomicU64| CommandEnvelope {
+        expected_version: None,
         command_id: CommandId::new(format!("c{}", next.fetch_add(1, Ordering::Relaxed))).unwrap(),
         correlation_id: None,
         causation_id: None,

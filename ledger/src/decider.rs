@@ -27,7 +27,7 @@ use crate::domain::privacy::{self, KeyVault, PersonalData, PrivacyError};
 use crate::domain::{decide, evolve, expectations, Command, DomainEvent, Rejection, State};
 use crate::store::{
     validate_append, Actor, AppendRequest, AppendResult, CausationId, CommandId, CorrelationId,
-    EventStore, Position, StoreError,
+    EventStore, ExpectedVersion, Position, StoreError, StreamId, StreamVersion,
 };
 use crate::time::Clock;
 
@@ -47,6 +47,9 @@ pub struct CommandEnvelope {
     pub causation_id: Option<CausationId>,
     /// The authenticated service and the member it acts for.
     pub actor: Actor,
+    /// The version the caller last saw of the command's stream (the stream of its first
+    /// event; 0 for a stream the command creates). A mismatch refuses the command.
+    pub expected_version: Option<StreamVersion>,
     pub command: Command,
 }
 
@@ -65,6 +68,12 @@ pub enum CommandError {
     Rejected(#[from] Rejection),
     #[error("command id {command_id} was already used for a different command")]
     CommandIdReused { command_id: CommandId },
+    #[error("expected_version: the caller expected {stream_id} at version {expected}, it is at version {actual}")]
+    WrongExpectedVersion {
+        stream_id: StreamId,
+        expected: StreamVersion,
+        actual: StreamVersion,
+    },
     #[error("not written: {0}")]
     Store(#[from] StoreError),
     #[error("the decider has stopped")]
@@ -146,8 +155,9 @@ impl DeciderHandle {
 /// What the decider knows of a durable command: small, because there is one per command
 /// ever decided. The full `AppendResult` of a retry is read back from the log.
 struct Known {
-    /// `None` for commands found in the log at start: the log keeps their events, not
-    /// the command, so a reused id is then answered with the original result.
+    /// The command's fingerprint, kept in its events' envelopes. `None` only for events
+    /// appended without one (not through the decider); a reused id is then answered with
+    /// the original result.
     fingerprint: Option<u128>,
     first_position: Position,
     last_position: Position,
@@ -286,12 +296,32 @@ impl<S: EventStore> Decider<S> {
                 return;
             }
         };
+        let expectations = expectations::expectations(&self.state, &envelope.command, &events);
+        if let Some(expected) = envelope.expected_version {
+            let stream_id = events[0].stream().stream_id();
+            let actual = expectations
+                .iter()
+                .find(|e| e.stream_id == stream_id)
+                .map_or(0, |e| match e.expected {
+                    ExpectedVersion::Exact(version) => version,
+                    ExpectedVersion::NoStream | ExpectedVersion::Any => 0,
+                });
+            if actual != expected {
+                let _ = reply.send(Err(CommandError::WrongExpectedVersion {
+                    stream_id,
+                    expected,
+                    actual,
+                }));
+                return;
+            }
+        }
         let request = AppendRequest {
             command_id: envelope.command_id.clone(),
+            command_fingerprint: Some(fingerprint),
             correlation_id: envelope.correlation_id,
             causation_id: envelope.causation_id,
             actor: envelope.actor,
-            expectations: expectations::expectations(&self.state, &envelope.command, &events),
+            expectations,
             events: events.iter().map(DomainEvent::to_proposed).collect(),
         };
         // The domain's limits keep every command's append within the store's; checking
@@ -403,7 +433,7 @@ async fn rebuild<S: EventStore + ?Sized>(
                 .entry(recorded.command_id)
                 .and_modify(|entry| entry.last_position = recorded.position)
                 .or_insert(Known {
-                    fingerprint: None,
+                    fingerprint: recorded.command_fingerprint,
                     first_position: recorded.position,
                     last_position: recorded.position,
                 });

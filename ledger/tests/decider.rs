@@ -104,11 +104,63 @@ async fn a_retry_returns_the_original_result_and_a_reused_id_is_refused() {
     assert_eq!(a.unwrap().append, b.unwrap().append);
     assert_eq!(harness.head().await, 2);
 
-    // After a restart the log still knows the command id and its result.
+    // After a restart the log still knows the command id, its result, and (through the
+    // fingerprint in the envelope) what the command was.
     let harness = harness.restart().await;
     let after = harness.execute_as("c-2", command).await.unwrap();
     assert!(after.replayed);
     assert_eq!(after.append.first_position, 2);
+    let reused = harness.execute_as("c-2", start_project("p2")).await;
+    assert!(
+        matches!(reused, Err(CommandError::CommandIdReused { .. })),
+        "{reused:?}"
+    );
+    let reused = harness.execute_as("c-1", register("carol")).await;
+    assert!(
+        matches!(reused, Err(CommandError::CommandIdReused { .. })),
+        "{reused:?}"
+    );
+    assert_eq!(harness.head().await, 2);
+}
+
+fn finish_project(id: &str) -> Command {
+    Command::FinishProject(FinishProject {
+        project_id: ledger::domain::ids::ProjectId::new(id).unwrap(),
+    })
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_refuses_the_command_and_writes_nothing() {
+    let harness = Harness::new().await;
+    let with_expected = |command_id: &str, command, expected| {
+        let mut envelope = Harness::envelope(command_id, command);
+        envelope.expected_version = Some(expected);
+        envelope
+    };
+    // A new stream is at version 0.
+    harness
+        .handle
+        .execute(with_expected("c-1", start_project("p1"), 0))
+        .await
+        .unwrap();
+    let stale = harness
+        .handle
+        .execute(with_expected("c-2", finish_project("p1"), 0))
+        .await;
+    match stale {
+        Err(CommandError::WrongExpectedVersion {
+            stream_id,
+            expected: 0,
+            actual: 1,
+        }) => assert_eq!(stream_id.as_str(), "project-p1"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(harness.head().await, 1);
+    harness
+        .handle
+        .execute(with_expected("c-3", finish_project("p1"), 1))
+        .await
+        .unwrap();
     assert_eq!(harness.head().await, 2);
 }
 
@@ -150,6 +202,7 @@ async fn a_second_writer_is_caught_by_expected_versions_and_the_state_is_rebuilt
     harness
         .store
         .append(AppendRequest {
+            command_fingerprint: None,
             command_id: CommandId::new("elsewhere").unwrap(),
             correlation_id: None,
             causation_id: None,
@@ -268,6 +321,7 @@ async fn version_1_events_in_the_log_are_upcast_on_start() {
     harness
         .store
         .append(AppendRequest {
+            command_fingerprint: None,
             command_id: CommandId::new("v1-upload").unwrap(),
             correlation_id: None,
             causation_id: None,

@@ -536,6 +536,7 @@ fn ten_thousand_lines_fit_the_store_limits() {
 
 fn assert_append_fits(events: &[DomainEvent]) {
     let request = AppendRequest {
+        command_fingerprint: None,
         command_id: CommandId::new("c").unwrap(),
         correlation_id: None,
         causation_id: None,

@@ -37,6 +37,7 @@ pub fn append(
 ) -> AppendRequest {
     AppendRequest {
         command_id: command(command_id),
+        command_fingerprint: None,
         correlation_id: None,
         causation_id: None,
         actor: actor(),

@@ -180,6 +180,7 @@ mod tests {
             schema_version: 1,
             recorded_at: Timestamp(42),
             command_id: CommandId::new("c").unwrap(),
+            command_fingerprint: Some(3),
             correlation_id: None,
             causation_id: Some(CausationId::new("cause").unwrap()),
             actor: Actor {

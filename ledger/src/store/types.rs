@@ -325,6 +325,10 @@ pub struct AppendRequest {
     pub correlation_id: Option<CorrelationId>,
     pub causation_id: Option<CausationId>,
     pub actor: Actor,
+    /// A digest of the command behind the append, kept in every event's envelope, so a
+    /// reused command id is told from a retry however long after (the events of a retry
+    /// decided again may differ; the command does not).
+    pub command_fingerprint: Option<u128>,
     /// At most one per stream. Streams written without an expectation accept any version.
     pub expectations: Vec<StreamExpectation>,
     /// In order; at least one.
@@ -352,6 +356,8 @@ pub struct RecordedEvent {
     pub schema_version: u16,
     pub recorded_at: Timestamp,
     pub command_id: CommandId,
+    /// See `AppendRequest::command_fingerprint`.
+    pub command_fingerprint: Option<u128>,
     pub correlation_id: Option<CorrelationId>,
     pub causation_id: Option<CausationId>,
     pub actor: Actor,

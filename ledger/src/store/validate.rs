@@ -86,6 +86,7 @@ mod tests {
     fn request(events: usize, payload_bytes: usize) -> AppendRequest {
         AppendRequest {
             command_id: CommandId::new("c").unwrap(),
+            command_fingerprint: None,
             correlation_id: None,
             causation_id: None,
             actor: Actor {

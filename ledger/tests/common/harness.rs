@@ -103,6 +103,7 @@ impl Harness {
 
     pub fn envelope(command_id: &str, command: Command) -> CommandEnvelope {
         CommandEnvelope {
+            expected_version: None,
             command_id: CommandId::new(command_id).unwrap(),
             correlation_id: None,
             causation_id: None,

@@ -20,6 +20,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gRPC service on the embedded store.
+    Serve {
+        /// The data directory (created if missing).
+        #[arg(long, default_value = "./stemma-data")]
+        data: PathBuf,
+        /// Where to listen (overrides the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The config file (default: <data>/stemma.toml, written on a first start).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Operate on the embedded event store directly.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -54,7 +66,14 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Store(StoreCommand::Status { data, json }) => store::status(&data, json).await,
+            Command::Serve {
+                data,
+                listen,
+                config,
+            } => serve(data, listen, config).await,
+            Command::Store(StoreCommand::Status { data, json }) => {
+                store::status(&data, json).await.map_err(|e| e.to_string())
+            }
         }
     });
     match outcome {
@@ -63,6 +82,44 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn serve(
+    data: PathBuf,
+    listen: Option<std::net::SocketAddr>,
+    config: Option<PathBuf>,
+) -> Result<(), String> {
+    let options = crate::server::ServeOptions {
+        data,
+        listen,
+        config,
+        metrics: true,
+    };
+    let bound = crate::server::bind(&options)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("stemma listening on {}", bound.address);
+    bound
+        .run(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
     }
 }
 

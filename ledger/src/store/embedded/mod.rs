@@ -254,7 +254,10 @@ impl EventStore for EmbeddedStore {
         self.check_not_failed()?;
         let (reply, result) = oneshot::channel();
         self.sender
-            .send(WriterMessage::Append { request, reply })
+            .send(WriterMessage::Append {
+                request: Box::new(request),
+                reply,
+            })
             .await
             .map_err(|_| self.check_not_failed().err().unwrap_or(StoreError::Closed))?;
         let shared = self.shared.clone();

@@ -183,6 +183,13 @@ fn scan_records(
             position,
             kind,
         };
+        let event = codec::decode_event(body).map_err(corrupt)?;
+        if event.position != position {
+            return Err(corrupt(CorruptionKind::PositionGap {
+                expected: position,
+                found: event.position,
+            }));
+        }
         if !(range.first_position..=range.last_position).contains(&position) {
             return Err(corrupt(CorruptionKind::BadFrame(format!(
                 "position {position} outside its commit {}..={}",
@@ -204,13 +211,6 @@ fn scan_records(
                 "record does not belong to the commit around it".into(),
             )));
         };
-        let event = codec::decode_event(body).map_err(corrupt)?;
-        if event.position != position {
-            return Err(corrupt(CorruptionKind::PositionGap {
-                expected: position,
-                found: event.position,
-            }));
-        }
         if event.previous_hash != index.head.hash {
             return Err(corrupt(CorruptionKind::BrokenLink));
         }

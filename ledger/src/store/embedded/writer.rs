@@ -35,7 +35,7 @@ pub type AppendReply = oneshot::Sender<Result<AppendResult, StoreError>>;
 
 pub enum WriterMessage {
     Append {
-        request: AppendRequest,
+        request: Box<AppendRequest>,
         reply: AppendReply,
     },
     /// Finish everything queued before this message, then stop.
@@ -133,7 +133,7 @@ impl Writer {
             let mut close = None;
             while let Some(message) = queued.pop_front() {
                 match message {
-                    WriterMessage::Append { request, reply } => batch.push((request, reply)),
+                    WriterMessage::Append { request, reply } => batch.push((*request, reply)),
                     WriterMessage::Close { done } => {
                         close = Some(done);
                         break;
@@ -148,7 +148,10 @@ impl Writer {
                 }
             };
             for (request, reply) in carried.into_iter().rev() {
-                queued.push_front(WriterMessage::Append { request, reply });
+                queued.push_front(WriterMessage::Append {
+                    request: Box::new(request),
+                    reply,
+                });
             }
             if let Some(done) = close {
                 if queued.is_empty() {
@@ -363,6 +366,7 @@ impl Writer {
                 schema_version: proposed.schema_version,
                 recorded_at: commit.recorded_at,
                 command_id: request.command_id.clone(),
+                command_fingerprint: request.command_fingerprint,
                 correlation_id: request.correlation_id.clone(),
                 causation_id: request.causation_id.clone(),
                 actor: request.actor.clone(),
@@ -591,6 +595,7 @@ impl Commit {
 /// moved the stream on.
 fn same_content(a: &AppendRequest, b: &AppendRequest) -> bool {
     a.events == b.events
+        && a.command_fingerprint == b.command_fingerprint
         && a.correlation_id == b.correlation_id
         && a.causation_id == b.causation_id
         && a.actor == b.actor

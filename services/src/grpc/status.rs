@@ -1,0 +1,117 @@
+//! The one place where errors become gRPC statuses. Every match is exhaustive with no
+//! catch-all arm, so a new error variant cannot be mapped by accident.
+
+use ledger::decider::CommandError;
+use ledger::domain::{Blocker, Rejection};
+use ledger::store::{InvalidInput, StoreError};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `INVALID_ARGUMENT` with a BadRequest field violation.
+pub fn invalid(error: InvalidInput) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation(error.field.clone(), error.rule.clone());
+    Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
+}
+
+fn invalid_field(field: &str, message: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation(field, message.clone());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// `FAILED_PRECONDITION` with one violation per reason.
+fn failed_precondition(message: String, reasons: Vec<(String, String)>) -> Status {
+    let mut details = ErrorDetails::new();
+    for (subject, description) in reasons {
+        details.add_precondition_failure_violation("RULE", subject, description);
+    }
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
+
+pub fn command_error(error: CommandError) -> Status {
+    match error {
+        CommandError::Rejected(rejection) => rejection_status(rejection),
+        CommandError::CommandIdReused { command_id } => Status::already_exists(format!(
+            "meta.command_id: {command_id} was already used for a different command"
+        )),
+        CommandError::WrongExpectedVersion { .. } => Status::aborted(format!("meta.{error}")),
+        CommandError::Store(error) => store_error(error),
+        CommandError::Stopped => {
+            Status::unavailable("the ledger is shutting down; retry with the same command_id")
+        }
+    }
+}
+
+fn blocker_subject(blocker: &Blocker) -> &'static str {
+    match blocker {
+        Blocker::WindowOpen { .. } => "window",
+        Blocker::UnansweredComments { .. } => "comments",
+        Blocker::ContributorsWithoutLine { .. } => "contributors",
+        Blocker::LinesWithZeroAmount { .. } => "lines",
+        Blocker::AmountsDoNotSumToPool { .. } => "amounts",
+    }
+}
+
+pub fn rejection_status(rejection: Rejection) -> Status {
+    let message = rejection.to_string();
+    match &rejection {
+        Rejection::TooLong { field, .. }
+        | Rejection::TooMany { field, .. }
+        | Rejection::Empty { field }
+        | Rejection::OutOfRange { field, .. }
+        | Rejection::Duplicate { field, .. }
+        | Rejection::Money { field, .. }
+        | Rejection::NotPositive { field, .. }
+        | Rejection::CurrencyMismatch { field, .. } => invalid_field(field, message),
+        Rejection::LineCountOutOfRange { .. } => invalid_field("lines", message),
+        Rejection::SelfCitation { .. } => invalid_field("source_record_id", message),
+        Rejection::AlreadyExists { .. } => Status::already_exists(message),
+        Rejection::NotFound { .. } => Status::not_found(message),
+        Rejection::FinalizationBlocked { blockers, .. } => failed_precondition(
+            message,
+            blockers
+                .iter()
+                .map(|blocker| (blocker_subject(blocker).to_string(), blocker.to_string()))
+                .collect(),
+        ),
+        Rejection::RecordWithdrawn { .. }
+        | Rejection::Cycle { .. }
+        | Rejection::AlreadyCited { .. }
+        | Rejection::ProjectFinished { .. }
+        | Rejection::ProjectHasProduction { .. }
+        | Rejection::ProjectHasNoProduction { .. }
+        | Rejection::LeadFeeNotAgreed { .. }
+        | Rejection::LeadFeeAlreadyAgreed { .. }
+        | Rejection::LeadAlreadyAssigned { .. }
+        | Rejection::AlreadyErased { .. }
+        | Rejection::AlreadyIncluded { .. }
+        | Rejection::DistributionOpen { .. }
+        | Rejection::Pool(_)
+        | Rejection::RecordNotByMember { .. }
+        | Rejection::RecordNotInProduction { .. }
+        | Rejection::WindowClosed { .. }
+        | Rejection::CommentNotOnDistribution { .. }
+        | Rejection::AlreadyFinalized { .. }
+        | Rejection::NotFinalized { .. }
+        | Rejection::PayoutAlreadyIssued { .. }
+        | Rejection::PayoutState { .. } => {
+            failed_precondition(message.clone(), vec![("rule".to_string(), message)])
+        }
+    }
+}
+
+pub fn store_error(error: StoreError) -> Status {
+    let message = error.to_string();
+    match error {
+        StoreError::Invalid(input) => invalid(input),
+        StoreError::TooLarge { .. } => Status::resource_exhausted(message),
+        StoreError::WrongExpectedVersion { .. } => Status::aborted(message),
+        StoreError::CommandIdReused { .. } => Status::already_exists(message),
+        StoreError::Corrupt { .. } => Status::data_loss(message),
+        StoreError::Locked(_)
+        | StoreError::Unavailable(_)
+        | StoreError::Closed
+        | StoreError::Io { .. } => Status::unavailable(message),
+    }
+}

@@ -1,0 +1,202 @@
+//! `stemma serve`: the store, the decider and the gRPC server, started and stopped in
+//! order. Shutdown is injected (`run(…, shutdown)`), so tests stop it without signals.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ledger::decider::Decider;
+use ledger::domain::privacy::FileKeyVault;
+use ledger::store::{EmbeddedOptions, EmbeddedStore};
+use ledger::time::SystemClock;
+use proto::v1 as pb;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::config::{self, Config, ConfigError};
+use crate::grpc::commands::CommandRpcs;
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot open the event store: {0}")]
+    Store(#[from] ledger::store::StoreError),
+    #[error("cannot start the decider: {0}")]
+    Decider(#[from] ledger::decider::StartError),
+    #[error("cannot open the key vault: {0}")]
+    Vault(#[from] ledger::domain::privacy::PrivacyError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub data: PathBuf,
+    /// Overrides the config's `listen`.
+    pub listen: Option<SocketAddr>,
+    /// The config file; `<data>/stemma.toml` when absent (written on a first start).
+    pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics (off in tests that run several servers in one process).
+    pub metrics: bool,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// The config to use: the given file, `<data>/stemma.toml`, or a new one written there.
+pub fn load_or_create_config(options: &ServeOptions) -> Result<Config, ConfigError> {
+    if let Some(path) = &options.config {
+        return Config::load(path);
+    }
+    let path = options.data.join(config::CONFIG_FILE_NAME);
+    if !path.exists() {
+        let listen = options
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address"));
+        let first = config::write_first_start(&options.data, listen)?;
+        println!(
+            "First start: wrote {} with a new token for each role:",
+            first.config_path.display()
+        );
+        for (role, path) in &first.token_files {
+            println!("  {:<10} {}", role.name(), path.display());
+        }
+    }
+    Config::load(&path)
+}
+
+/// A server bound to its address, ready to run.
+pub struct BoundServer {
+    pub address: SocketAddr,
+    listener: TcpListener,
+    config: Config,
+    data: PathBuf,
+    metrics: bool,
+}
+
+pub async fn bind(options: &ServeOptions) -> Result<BoundServer, ServeError> {
+    std::fs::create_dir_all(&options.data).map_err(|source| ConfigError::Write {
+        path: options.data.clone(),
+        source,
+    })?;
+    let mut config = load_or_create_config(options)?;
+    if let Some(listen) = options.listen {
+        config.listen = listen;
+    }
+    // Refuse plaintext beyond loopback before binding anything.
+    tls::server_tls(config.listen, config.tls.as_ref())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| ServeError::Listen {
+        address: config.listen,
+        source,
+    })?;
+    Ok(BoundServer {
+        address,
+        listener,
+        config,
+        data: options.data.clone(),
+        metrics: options.metrics,
+    })
+}
+
+impl BoundServer {
+    /// Serves until `shutdown` resolves; then stops accepting, finishes in-flight calls,
+    /// lets the decider finish its appends and closes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+        let BoundServer {
+            address,
+            listener,
+            config,
+            data,
+            metrics,
+        } = self;
+        if metrics {
+            if let Some(metrics_listen) = config.metrics_listen {
+                crate::metrics::install(metrics_listen).map_err(ServeError::Metrics)?;
+                tracing::info!(%metrics_listen, "serving Prometheus metrics on /metrics");
+            }
+        }
+        let (store, report) = EmbeddedStore::open(&data, EmbeddedOptions::default()).await?;
+        if let Some(tail) = &report.torn_tail {
+            tracing::warn!(segment = %tail.segment.display(), offset = tail.offset, "recovered from a crash: cut a torn tail");
+        }
+        let store = Arc::new(store);
+        let vault = Arc::new(open_vault(&data)?);
+        let (decider, decider_task) =
+            Decider::start(store.clone(), Arc::new(SystemClock), vault).await?;
+
+        let limits = config.limits.clone();
+        let authenticator = config.authenticator();
+        let rpcs = CommandRpcs::new(decider);
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<pb::members_server::MembersServer<CommandRpcs>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|error| ServeError::Metrics(format!("reflection: {error}")))?;
+
+        let message_bytes_max = limits.message_bytes_max;
+        macro_rules! guarded {
+            ($($server:tt)+) => {{
+                let service = pb::$($server)+::new(rpcs.clone())
+                    .max_decoding_message_size(message_bytes_max)
+                    .max_encoding_message_size(message_bytes_max);
+                tonic::service::interceptor::InterceptedService::new(service, authenticator.interceptor())
+            }};
+        }
+
+        let mut builder = Server::builder()
+            .timeout(limits.request_timeout())
+            .concurrency_limit_per_connection(limits.concurrent_requests_per_connection_max);
+        if let Some(tls) = tls::server_tls(address, config.tls.as_ref())? {
+            builder = builder.tls_config(tls)?;
+        }
+        tracing::info!(%address, head = report.head.position, "stemma is serving");
+        let served = builder
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(guarded!(members_server::MembersServer))
+            .add_service(guarded!(projects_server::ProjectsServer))
+            .add_service(guarded!(records_server::RecordsServer))
+            .add_service(guarded!(comments_server::CommentsServer))
+            .add_service(guarded!(productions_server::ProductionsServer))
+            .add_service(guarded!(allocations_server::AllocationsServer))
+            .add_service(guarded!(payouts_server::PayoutsServer))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        // The router (and its handles) is gone; dropping the last handle lets the decider
+        // finish what is in flight and stop.
+        drop(rpcs);
+        tracing::info!("stopped accepting calls; finishing the decider's appends");
+        let _ = decider_task.await;
+        store.close().await;
+        tracing::info!("the store is closed");
+        served.map_err(ServeError::Transport)
+    }
+}
+
+fn open_vault(data: &Path) -> Result<FileKeyVault, ledger::domain::privacy::PrivacyError> {
+    FileKeyVault::open(data.join("keys"))
+}
