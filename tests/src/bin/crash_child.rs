@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use ledger::store::{
     AppendRequest, AppendResult, EmbeddedOptions, EmbeddedStore, EventStore, ExpectedVersion,
-    StoreError, StreamExpectation,
+    StoreError,
 };
-use stemma_tests::{actor, command, event, stream};
+use stemma_tests::{append, event, stream};
 
 /// Concurrent appenders.
 pub const TASKS: u32 = 32;
@@ -145,24 +145,16 @@ pub fn request(
     plan: &Plan,
     expectations: Vec<(String, ExpectedVersion)>,
 ) -> AppendRequest {
-    AppendRequest {
-        command_id: command(command_id),
-        correlation_id: None,
-        causation_id: None,
-        actor: actor(),
-        expectations: expectations
-            .into_iter()
-            .map(|(stream_id, expected)| StreamExpectation {
-                stream_id: stream(&stream_id),
-                expected,
-            })
-            .collect(),
-        events: plan
-            .events
-            .iter()
-            .map(|(stream_id, payload)| event(stream_id, payload))
-            .collect(),
-    }
+    let expectations: Vec<(&str, ExpectedVersion)> = expectations
+        .iter()
+        .map(|(stream_id, expected)| (stream_id.as_str(), *expected))
+        .collect();
+    let events = plan
+        .events
+        .iter()
+        .map(|(stream_id, payload)| event(stream_id, payload))
+        .collect();
+    append(command_id, &expectations, events)
 }
 
 /// Each event's (stream, version), given the append's result: a stream's events in one

@@ -1,0 +1,350 @@
+//! The embedded store's durable appends and full reads, beside the disk's limit.
+//!
+//! - `durable_append/store/<n>`: `n` concurrent appenders (tokio tasks on a multi-thread runtime),
+//!   each appending one event (payload `STEMMA_BENCH_PAYLOAD_BYTES`, default 300) per
+//!   append and waiting until it is durable. One iteration is one event from each
+//!   appender; throughput is events/s.
+//! - `durable_append/raw/<n>`, run right after `store/<n>`: the same framed bytes, `n`
+//!   records per `pwrite` + `fdatasync` to a preallocated, zero-filled file, and nothing
+//!   else: what the disk allows for commits of `n` events.
+//! - `store_read_all/<batch>`: the whole log of 1,000,000 events through `read_all` in
+//!   batches of `batch` (the log is written once, before measuring; it is then in the page
+//!   cache, so this measures decoding and copying, not the disk).
+//!
+//! Besides criterion's estimates it prints, per benchmark, its own totals over every timed
+//! iteration (warm-up included): events/s, commits (fsyncs) and events per commit. The
+//! store's commits are counted with a clock that counts its calls: the writer reads the
+//! clock once per group commit. After each store sample, the raw loop runs for as long
+//! (untimed for criterion; `raw-paired`), and `RATIO` compares the two: fsync latency on a
+//! shared machine drifts, and this pairs like with like.
+//!
+//! `cargo bench -p benches --bench store -- --noplot` (`STEMMA_BENCH_SKIP_READS=1` skips the
+//! reads and the 1M-event log they need; `STEMMA_BENCH_DIR` sets where data goes).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use benches::{data_root, payload_bytes, CountingClock, RawLog};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use ledger::store::codec::{self, CommitRange};
+use ledger::store::{
+    AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventId, EventStore, Hash32,
+};
+
+const CONCURRENCY: [usize; 3] = [1, 16, 256];
+const READ_EVENTS: u64 = 1_000_000;
+const READ_BATCHES: [usize; 2] = [4_096, 65_536];
+const RAW_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    let root = data_root();
+    std::fs::create_dir_all(&root).unwrap();
+    tempfile::Builder::new()
+        .prefix(name)
+        .tempdir_in(root)
+        .unwrap()
+}
+
+/// One append of one event: what each benchmark appender sends.
+fn one_event_append(command_id: &str, stream_id: &str, payload: &[u8]) -> AppendRequest {
+    stemma_tests::append(
+        command_id,
+        &[],
+        vec![stemma_tests::event(stream_id, payload)],
+    )
+}
+
+/// `count` framed records as the embedded store writes them for `one_event_append`s with
+/// ids, positions and versions like the benchmark's, back to back (the raw loop's bytes),
+/// and the size of one. The template record is one the store wrote.
+fn framed_records(
+    runtime: &tokio::runtime::Runtime,
+    count: usize,
+    payload: &[u8],
+) -> (Vec<u8>, usize) {
+    let directory = temp_dir("frames");
+    let mut template = runtime.block_on(async {
+        let (store, _) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
+            .await
+            .unwrap();
+        store
+            .append(one_event_append("b1000000", "bench-100", payload))
+            .await
+            .unwrap();
+        let events = store.read_all(1, 1).await.unwrap();
+        store.close().await;
+        events.into_iter().next().unwrap()
+    });
+    let first_position = 1_000_000;
+    let range = CommitRange {
+        first_position,
+        last_position: first_position + count as u64 - 1,
+    };
+    let mut out = Vec::new();
+    let mut previous_hash = Hash32::GENESIS;
+    let mut frame_bytes = 0;
+    for i in 0..count as u64 {
+        template.position = first_position + i;
+        template.stream_version = 10_000 + i;
+        template.command_id = CommandId::new(format!("b{}", first_position + i)).unwrap();
+        template.event_id = EventId::derive(&template.command_id, 0);
+        template.previous_hash = previous_hash;
+        let body = codec::encode_and_hash(&mut template);
+        previous_hash = template.hash;
+        let before = out.len();
+        codec::append_frame(&mut out, range, &body);
+        frame_bytes = out.len() - before;
+    }
+    (out, frame_bytes)
+}
+
+/// Totals over every timed iteration of one benchmark.
+#[derive(Default)]
+struct Totals {
+    events: u64,
+    commits: u64,
+    elapsed: Duration,
+}
+
+impl Totals {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self, name: &str) {
+        if self.events == 0 {
+            return; // filtered out
+        }
+        let seconds = self.elapsed.as_secs_f64();
+        println!(
+            "SUMMARY {name}: {} events in {:.3} s = {:.0} events/s; {} fsyncs = {:.0} fsyncs/s, \
+             {:.1} events/fsync",
+            self.events,
+            seconds,
+            self.events as f64 / seconds,
+            self.commits,
+            self.commits as f64 / seconds,
+            self.events as f64 / self.commits.max(1) as f64,
+        );
+    }
+}
+
+fn durable_appends(c: &mut Criterion) {
+    let runtime = runtime();
+    let payload = vec![0x5a; payload_bytes()];
+    let (records, frame_bytes) =
+        framed_records(&runtime, *CONCURRENCY.iter().max().unwrap(), &payload);
+    println!(
+        "payload {} bytes, framed record {frame_bytes} bytes",
+        payload.len()
+    );
+    let raw_directory = temp_dir("raw");
+    let mut raw = RawLog::create(&raw_directory.path().join("raw.log"), RAW_FILE_BYTES).unwrap();
+
+    // Each store benchmark is followed at once by its raw baseline, so that both see the
+    // same machine (fsync latency moves with whatever else writes to the disk).
+    let mut group = c.benchmark_group("durable_append");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6))
+        .sampling_mode(SamplingMode::Flat);
+    for appenders in CONCURRENCY {
+        group.throughput(Throughput::Elements(appenders as u64));
+
+        let directory = temp_dir("store-append");
+        let clock = Arc::new(CountingClock::default());
+        let options = EmbeddedOptions {
+            clock: clock.clone(),
+            ..EmbeddedOptions::default()
+        };
+        let store = Arc::new(
+            runtime
+                .block_on(EmbeddedStore::open(directory.path(), options))
+                .unwrap()
+                .0,
+        );
+        let streams: Arc<Vec<String>> = Arc::new(
+            (0..appenders)
+                .map(|i| format!("bench-{}", 100 + i))
+                .collect(),
+        );
+        let next_command = Arc::new(AtomicU64::new(1_000_000));
+        let bytes = &records[..appenders * frame_bytes];
+        let mut totals = Totals::default();
+        let mut paired_raw = Totals::default();
+        group.bench_function(BenchmarkId::new("store", appenders), |b| {
+            b.iter_custom(|iters| {
+                let commits_before = clock.calls();
+                let elapsed = runtime.block_on(async {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..appenders)
+                        .map(|task| {
+                            let (store, streams, next_command, payload) = (
+                                store.clone(),
+                                streams.clone(),
+                                next_command.clone(),
+                                payload.clone(),
+                            );
+                            tokio::spawn(async move {
+                                let template = one_event_append("b0", &streams[task], &payload);
+                                for _ in 0..iters {
+                                    let n = next_command.fetch_add(1, Ordering::Relaxed);
+                                    let mut request = template.clone();
+                                    request.command_id = CommandId::new(format!("b{n}")).unwrap();
+                                    store.append(request).await.unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                    start.elapsed()
+                });
+                totals.events += iters * appenders as u64;
+                totals.commits += clock.calls() - commits_before;
+                totals.elapsed += elapsed;
+                // Untimed for criterion: the raw loop for as long right after, so store and
+                // disk are compared sample by sample on the same machine state.
+                let mut raw_elapsed = Duration::ZERO;
+                while raw_elapsed < elapsed {
+                    raw_elapsed += raw.write_durably(bytes).unwrap();
+                    paired_raw.events += appenders as u64;
+                    paired_raw.commits += 1;
+                }
+                paired_raw.elapsed += raw_elapsed;
+                elapsed
+            })
+        });
+        totals.print(&format!("durable_append/store/{appenders}"));
+        paired_raw.print(&format!("durable_append/raw-paired/{appenders}"));
+        if totals.events > 0 {
+            println!(
+                "RATIO durable_append/{appenders}: store / raw loop (interleaved samples) = {:.2}",
+                totals.rate() / paired_raw.rate()
+            );
+        }
+        runtime.block_on(store.close());
+        drop(store);
+        drop(directory);
+
+        // The same bytes, `appenders` records per pwrite + fdatasync.
+        let mut totals = Totals::default();
+        group.bench_function(BenchmarkId::new("raw", appenders), |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iters {
+                    elapsed += raw.write_durably(bytes).unwrap();
+                }
+                totals.events += iters * appenders as u64;
+                totals.commits += iters;
+                totals.elapsed += elapsed;
+                elapsed
+            })
+        });
+        totals.print(&format!("durable_append/raw/{appenders}"));
+    }
+    group.finish();
+}
+
+fn full_reads(c: &mut Criterion) {
+    // Writing the 1M-event log takes a while; skip it when profiling appends.
+    if std::env::var_os("STEMMA_BENCH_SKIP_READS").is_some() {
+        return;
+    }
+    let runtime = runtime();
+    let payload = vec![0x5a; payload_bytes()];
+    let directory = temp_dir("store-read");
+    let prepare = Instant::now();
+    let store = runtime.block_on(async {
+        let store = Arc::new(
+            EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
+                .await
+                .unwrap()
+                .0,
+        );
+        // 1,000 appends of 1,000 events, 4 at a time.
+        let per_append = 1_000u64;
+        let appends = READ_EVENTS / per_append;
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let (store, payload) = (store.clone(), payload.clone());
+                tokio::spawn(async move {
+                    for a in (w..appends).step_by(4) {
+                        let stream_id = format!("bench-{}", 100 + a % 64);
+                        let mut request = one_event_append(&format!("b{a}"), &stream_id, &payload);
+                        let proposed = request.events.pop().unwrap();
+                        request.events = vec![proposed; per_append as usize];
+                        store.append(request).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        store.close().await;
+        drop(store);
+        let reopen = Instant::now();
+        let (store, report) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
+            .await
+            .unwrap();
+        println!(
+            "read log: {} events in {} segments written in {:.1} s; open (full scan and \
+             check) {:.2} s",
+            report.head.position,
+            report.segments,
+            (reopen - prepare).as_secs_f64(),
+            reopen.elapsed().as_secs_f64()
+        );
+        assert_eq!(report.head.position, READ_EVENTS);
+        store
+    });
+
+    let mut group = c.benchmark_group("store_read_all");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8))
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(READ_EVENTS));
+    for batch in READ_BATCHES {
+        let mut totals = Totals::default();
+        group.bench_function(BenchmarkId::from_parameter(batch), |b| {
+            b.iter_custom(|iters| {
+                let elapsed = runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut position = 1;
+                        while position <= READ_EVENTS {
+                            let events = store.read_all(position, batch).await.unwrap();
+                            assert!(!events.is_empty());
+                            position += events.len() as u64;
+                        }
+                    }
+                    start.elapsed()
+                });
+                totals.events += iters * READ_EVENTS;
+                totals.elapsed += elapsed;
+                elapsed
+            })
+        });
+        totals.print(&format!("store_read_all/{batch}"));
+    }
+    group.finish();
+    runtime.block_on(store.close());
+}
+
+criterion_group!(benches, durable_appends, full_reads);
+criterion_main!(benches);
