@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ledger::decider::Decider;
 use ledger::domain::privacy::FileKeyVault;
 use ledger::store::{EmbeddedOptions, EmbeddedStore};
-use ledger::time::SystemClock;
+use ledger::time::{Clock, SystemClock};
 use proto::v1 as pb;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -18,6 +18,7 @@ use tonic::transport::Server;
 
 use crate::config::{self, Config, ConfigError};
 use crate::grpc::commands::CommandRpcs;
+use crate::grpc::events::EventRpcs;
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, Error)]
@@ -43,7 +44,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub data: PathBuf,
     /// Overrides the config's `listen`.
@@ -52,6 +53,20 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Serve Prometheus metrics (off in tests that run several servers in one process).
     pub metrics: bool,
+    /// Where "now" comes from: the system clock, or a test's.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ServeOptions {
+    pub fn new(data: impl Into<PathBuf>) -> ServeOptions {
+        ServeOptions {
+            data: data.into(),
+            listen: None,
+            config: None,
+            metrics: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -85,6 +100,7 @@ pub struct BoundServer {
     config: Config,
     data: PathBuf,
     metrics: bool,
+    clock: Arc<dyn Clock>,
 }
 
 pub async fn bind(options: &ServeOptions) -> Result<BoundServer, ServeError> {
@@ -114,6 +130,7 @@ pub async fn bind(options: &ServeOptions) -> Result<BoundServer, ServeError> {
         config,
         data: options.data.clone(),
         metrics: options.metrics,
+        clock: options.clock.clone(),
     })
 }
 
@@ -127,6 +144,7 @@ impl BoundServer {
             config,
             data,
             metrics,
+            clock,
         } = self;
         if metrics {
             if let Some(metrics_listen) = config.metrics_listen {
@@ -134,22 +152,34 @@ impl BoundServer {
                 tracing::info!(%metrics_listen, "serving Prometheus metrics on /metrics");
             }
         }
-        let (store, report) = EmbeddedStore::open(&data, EmbeddedOptions::default()).await?;
+        let store_options = EmbeddedOptions {
+            clock: clock.clone(),
+            ..EmbeddedOptions::default()
+        };
+        let (store, report) = EmbeddedStore::open(&data, store_options).await?;
         if let Some(tail) = &report.torn_tail {
             tracing::warn!(segment = %tail.segment.display(), offset = tail.offset, "recovered from a crash: cut a torn tail");
         }
         let store = Arc::new(store);
         let vault = Arc::new(open_vault(&data)?);
-        let (decider, decider_task) =
-            Decider::start(store.clone(), Arc::new(SystemClock), vault).await?;
+        let (decider, decider_task) = Decider::start(store.clone(), clock, vault).await?;
 
         let limits = config.limits.clone();
         let authenticator = config.authenticator();
         let rpcs = CommandRpcs::new(decider);
+        let events = EventRpcs::new(store.clone(), limits.subscriber_lag_events_max);
+        let admin = events.admin();
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<pb::members_server::MembersServer<CommandRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::events_server::EventsServer<EventRpcs>>()
+            .await;
+        // The whole server: "" is what a plain health check asks about.
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -159,8 +189,8 @@ impl BoundServer {
 
         let message_bytes_max = limits.message_bytes_max;
         macro_rules! guarded {
-            ($($server:tt)+) => {{
-                let service = pb::$($server)+::new(rpcs.clone())
+            ($implementation:expr, $($server:tt)+) => {{
+                let service = pb::$($server)+::new($implementation.clone())
                     .max_decoding_message_size(message_bytes_max)
                     .max_encoding_message_size(message_bytes_max);
                 tonic::service::interceptor::InterceptedService::new(service, authenticator.interceptor())
@@ -177,18 +207,20 @@ impl BoundServer {
         let served = builder
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(guarded!(members_server::MembersServer))
-            .add_service(guarded!(projects_server::ProjectsServer))
-            .add_service(guarded!(records_server::RecordsServer))
-            .add_service(guarded!(comments_server::CommentsServer))
-            .add_service(guarded!(productions_server::ProductionsServer))
-            .add_service(guarded!(allocations_server::AllocationsServer))
-            .add_service(guarded!(payouts_server::PayoutsServer))
+            .add_service(guarded!(rpcs, members_server::MembersServer))
+            .add_service(guarded!(rpcs, projects_server::ProjectsServer))
+            .add_service(guarded!(rpcs, records_server::RecordsServer))
+            .add_service(guarded!(rpcs, comments_server::CommentsServer))
+            .add_service(guarded!(rpcs, productions_server::ProductionsServer))
+            .add_service(guarded!(rpcs, allocations_server::AllocationsServer))
+            .add_service(guarded!(rpcs, payouts_server::PayoutsServer))
+            .add_service(guarded!(events, events_server::EventsServer))
+            .add_service(guarded!(admin, admin_server::AdminServer))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         // The router (and its handles) is gone; dropping the last handle lets the decider
         // finish what is in flight and stop.
-        drop(rpcs);
+        drop((rpcs, events, admin));
         tracing::info!("stopped accepting calls; finishing the decider's appends");
         let _ = decider_task.await;
         store.close().await;

@@ -333,8 +333,9 @@ pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
 
 macro_rules! domain_events {
     ($($variant:ident = $version:literal),* $(,)?) => {
-        /// Every event of the domain.
-        #[derive(Clone, Debug, PartialEq, Eq)]
+        /// Every event of the domain. Serializes (for JSON export and the API) as
+        /// `{"<EventType>": {…fields…}}`.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
         pub enum DomainEvent {
             $($variant($variant),)*
         }

@@ -32,6 +32,22 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Play the seeds' story against a running server: 426 contributors paid to the cent.
+    Demo {
+        /// The server's URL.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// A `<role>.token` file; give one per role the demo needs (gateway, community,
+        /// finance, auditor), or use --tokens-dir.
+        #[arg(long = "token-file")]
+        token_files: Vec<PathBuf>,
+        /// A directory of `<role>.token` files (a data directory's `tokens/`).
+        #[arg(long, default_value = "./stemma-data/tokens")]
+        tokens_dir: PathBuf,
+        /// The production's feedback window, in seconds (14 days in real life).
+        #[arg(long, default_value_t = 3)]
+        window_seconds: u64,
+    },
     /// Operate on the embedded event store directly.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -71,6 +87,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 listen,
                 config,
             } => serve(data, listen, config).await,
+            Command::Demo {
+                server,
+                token_files,
+                tokens_dir,
+                window_seconds,
+            } => demo(server, token_files, tokens_dir, window_seconds).await,
             Command::Store(StoreCommand::Status { data, json }) => {
                 store::status(&data, json).await.map_err(|e| e.to_string())
             }
@@ -91,10 +113,9 @@ async fn serve(
     config: Option<PathBuf>,
 ) -> Result<(), String> {
     let options = crate::server::ServeOptions {
-        data,
         listen,
         config,
-        metrics: true,
+        ..crate::server::ServeOptions::new(data)
     };
     let bound = crate::server::bind(&options)
         .await
@@ -104,6 +125,30 @@ async fn serve(
         .run(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn demo(
+    server: String,
+    token_files: Vec<PathBuf>,
+    tokens_dir: PathBuf,
+    window_seconds: u64,
+) -> Result<(), String> {
+    let files = if token_files.is_empty() {
+        crate::demo::token_files_in(&tokens_dir)?
+    } else {
+        token_files
+    };
+    let tokens = crate::demo::read_tokens(&files)?;
+    let summary = crate::demo::run(&server, &tokens, window_seconds, &mut |line| {
+        println!("{line}")
+    })
+    .await?;
+    crate::demo::print_summary(&summary);
+    if summary.pool == summary.line_amounts_total && summary.pool == summary.payouts_total {
+        Ok(())
+    } else {
+        Err("the totals do not match".into())
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -42,7 +42,16 @@ impl CommandRpcs {
             command,
         };
         let started = std::time::Instant::now();
-        let outcome = self.decider.execute(envelope).await;
+        // Every log line of this command carries its ids.
+        let span = tracing::info_span!(
+            "command",
+            command_id = %envelope.command_id,
+            correlation_id = envelope.correlation_id.as_ref().map(|id| id.to_string()),
+            service = %envelope.actor.service,
+        );
+        let outcome =
+            tracing::Instrument::instrument(self.decider.execute(envelope), span.clone()).await;
+        let _entered = span.enter();
         crate::metrics::command_outcome(
             command_type,
             outcome.as_ref().map(|_| ()).map_err(|_| ()),

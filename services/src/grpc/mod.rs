@@ -3,4 +3,5 @@
 
 pub mod commands;
 pub mod convert;
+pub mod events;
 pub mod status;
