@@ -40,8 +40,18 @@ pub struct DemoSummary {
     pub head_position: u64,
 }
 
+/// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
 pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Result<Bearer, String> {
+        format!("Bearer {token}")
+            .parse()
+            .map(Bearer)
+            .map_err(|_| "the token is not valid header text".to_string())
+    }
+}
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -97,10 +107,7 @@ fn bearer(tokens: &HashMap<Role, String>, role: Role) -> Result<Bearer, String> 
     let token = tokens
         .get(&role)
         .ok_or_else(|| format!("no token for the {role} role (give {role}.token)"))?;
-    format!("Bearer {token}")
-        .parse()
-        .map(Bearer)
-        .map_err(|_| format!("the {role} token is not valid header text"))
+    Bearer::new(token).map_err(|error| format!("{role}: {error}"))
 }
 
 /// A run's ids, unique per run so the demo can be played again on the same server.

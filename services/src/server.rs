@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Serve Prometheus metrics (off in tests that run several servers in one process).
     pub metrics: bool,
+    /// Overrides the config's `metrics_listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Where "now" comes from: the system clock, or a test's.
     pub clock: Arc<dyn Clock>,
 }
@@ -64,6 +66,7 @@ impl ServeOptions {
             listen: None,
             config: None,
             metrics: true,
+            metrics_listen: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -111,6 +114,9 @@ pub async fn bind(options: &ServeOptions) -> Result<BoundServer, ServeError> {
     let mut config = load_or_create_config(options)?;
     if let Some(listen) = options.listen {
         config.listen = listen;
+    }
+    if let Some(metrics_listen) = options.metrics_listen {
+        config.metrics_listen = Some(metrics_listen);
     }
     // Refuse plaintext beyond loopback before binding anything.
     tls::server_tls(config.listen, config.tls.as_ref())?;
@@ -167,7 +173,12 @@ impl BoundServer {
         let limits = config.limits.clone();
         let authenticator = config.authenticator();
         let rpcs = CommandRpcs::new(decider);
-        let events = EventRpcs::new(store.clone(), limits.subscriber_lag_events_max);
+        let (shutting_down_sender, shutting_down) = tokio::sync::watch::channel(false);
+        let events = EventRpcs::new(
+            store.clone(),
+            limits.subscriber_lag_events_max,
+            shutting_down,
+        );
         let admin = events.admin();
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -216,7 +227,11 @@ impl BoundServer {
             .add_service(guarded!(rpcs, payouts_server::PayoutsServer))
             .add_service(guarded!(events, events_server::EventsServer))
             .add_service(guarded!(admin, admin_server::AdminServer))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                shutdown.await;
+                // End the open subscriptions, or the graceful shutdown waits for them forever.
+                let _ = shutting_down_sender.send(true);
+            })
             .await;
         // The router (and its handles) is gone; dropping the last handle lets the decider
         // finish what is in flight and stop.

@@ -242,7 +242,11 @@ pub struct EventId(pub [u8; 16]);
 
 impl EventId {
     pub fn derive(command_id: &CommandId, index_in_command: u32) -> EventId {
-        let mut hasher = blake3::Hasher::new_derive_key("stemma event id v1");
+        // Deriving the key is most of the cost of hashing a short id: do it once.
+        static KEYED: std::sync::OnceLock<blake3::Hasher> = std::sync::OnceLock::new();
+        let mut hasher = KEYED
+            .get_or_init(|| blake3::Hasher::new_derive_key("stemma event id v1"))
+            .clone();
         hasher.update(command_id.as_str().as_bytes());
         hasher.update(&index_in_command.to_le_bytes());
         let mut id = [0u8; 16];

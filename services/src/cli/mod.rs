@@ -31,6 +31,9 @@ pub enum Command {
         /// The config file (default: <data>/stemma.toml, written on a first start).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Where to serve Prometheus metrics (overrides the config).
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Play the seeds' story against a running server: 426 contributors paid to the cent.
     Demo {
@@ -86,7 +89,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 data,
                 listen,
                 config,
-            } => serve(data, listen, config).await,
+                metrics_listen,
+            } => serve(data, listen, config, metrics_listen).await,
             Command::Demo {
                 server,
                 token_files,
@@ -111,10 +115,12 @@ async fn serve(
     data: PathBuf,
     listen: Option<std::net::SocketAddr>,
     config: Option<PathBuf>,
+    metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
     let options = crate::server::ServeOptions {
         listen,
         config,
+        metrics_listen,
         ..crate::server::ServeOptions::new(data)
     };
     let bound = crate::server::bind(&options)

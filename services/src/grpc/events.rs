@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use futures::Stream;
 use ledger::domain::DomainEvent;
-use ledger::store::{self, EventStore, RecordedEvent, StreamId};
+use ledger::store::{self, EventStore, Position, RecordedEvent, StreamId};
 use proto::v1 as pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -25,14 +25,22 @@ pub struct EventRpcs {
     store: Arc<dyn EventStore>,
     subscriber_lag_events_max: u64,
     subscribers: Arc<AtomicU64>,
+    /// Turns true when the server shuts down: open subscriptions end (a graceful
+    /// shutdown waits for every open call, and a subscription never ends by itself).
+    shutting_down: watch::Receiver<bool>,
 }
 
 impl EventRpcs {
-    pub fn new(store: Arc<dyn EventStore>, subscriber_lag_events_max: u64) -> EventRpcs {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        subscriber_lag_events_max: u64,
+        shutting_down: watch::Receiver<bool>,
+    ) -> EventRpcs {
         EventRpcs {
             store,
             subscriber_lag_events_max,
             subscribers: Arc::new(AtomicU64::new(0)),
+            shutting_down,
         }
     }
 
@@ -125,6 +133,56 @@ impl Drop for SubscriberGauge {
     }
 }
 
+/// Sends the subscriber every admitted event until it goes away, falls too far behind, or
+/// the store fails.
+async fn feed_subscriber(
+    subscription: &mut store::Subscription<dyn EventStore>,
+    store: &Arc<dyn EventStore>,
+    filter: &Filter,
+    lag_max: u64,
+    sender: &mpsc::Sender<Result<pb::RecordedEvent, Status>>,
+    resume_from: &mut Position,
+) {
+    loop {
+        let batch = match subscription.next_batch().await {
+            Ok(batch) => batch,
+            Err(error) => {
+                let _ = sender.send(Err(status::store_error(error))).await;
+                return;
+            }
+        };
+        for event in batch {
+            let position = event.position;
+            if !filter.admits(&event) {
+                *resume_from = position + 1;
+                continue;
+            }
+            if sender.capacity() == 0 {
+                // The client is not keeping up. Waiting costs the server nothing (the
+                // subscription reads by position), but a subscriber far behind is better
+                // off resuming than holding a stream open.
+                let head = store
+                    .head()
+                    .await
+                    .map(|head| head.position)
+                    .unwrap_or(position);
+                if head.saturating_sub(position) > lag_max {
+                    let _ = sender
+                        .send(Err(Status::resource_exhausted(format!(
+                            "the subscriber fell more than {lag_max} events behind the head ({head}); resume from position {position}"
+                        ))))
+                        .await;
+                    return;
+                }
+            }
+            if sender.send(Ok(recorded_event(event))).await.is_err() {
+                return; // the client went away
+            }
+            *resume_from = position + 1;
+        }
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RecordedEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -146,42 +204,24 @@ impl pb::events_server::Events for EventRpcs {
         let (sender, receiver) = mpsc::channel(SUBSCRIBER_BUFFER_EVENTS);
         let mut subscription = store::subscribe(store.clone(), request.from_position.max(1));
         let gauge = SubscriberGauge::new(self.subscribers.clone());
+        let mut shutting_down = self.shutting_down.clone();
         tokio::spawn(async move {
             let _gauge = gauge;
-            loop {
-                let batch = match subscription.next_batch().await {
-                    Ok(batch) => batch,
-                    Err(error) => {
-                        let _ = sender.send(Err(status::store_error(error))).await;
-                        return;
-                    }
-                };
-                for event in batch {
-                    let position = event.position;
-                    if !filter.admits(&event) {
-                        continue;
-                    }
-                    if sender.capacity() == 0 {
-                        // The client is not keeping up. Waiting costs the server nothing
-                        // (the subscription reads by position), but a subscriber far behind
-                        // is better off resuming than holding a stream open.
-                        let head = store
-                            .head()
-                            .await
-                            .map(|head| head.position)
-                            .unwrap_or(position);
-                        if head.saturating_sub(position) > lag_max {
-                            let _ = sender
-                                .send(Err(Status::resource_exhausted(format!(
-                                    "the subscriber fell more than {lag_max} events behind the head ({head}); resume from position {position}"
-                                ))))
-                                .await;
-                            return;
-                        }
-                    }
-                    if sender.send(Ok(recorded_event(event))).await.is_err() {
-                        return; // the client went away
-                    }
+            let mut resume_from = subscription.next_position();
+            let feed = feed_subscriber(
+                &mut subscription,
+                &store,
+                &filter,
+                lag_max,
+                &sender,
+                &mut resume_from,
+            );
+            tokio::select! {
+                () = feed => {}
+                _ = shutting_down.wait_for(|down| *down) => {
+                    let _ = sender.try_send(Err(Status::unavailable(format!(
+                        "the server is shutting down; resume from position {resume_from}"
+                    ))));
                 }
             }
         });

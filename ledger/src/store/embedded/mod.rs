@@ -200,6 +200,7 @@ impl EmbeddedStore {
             active_segment_bytes,
             spare: None,
             faults: options.faults.clone(),
+            reusable_buffer: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("stemma-writer".into())

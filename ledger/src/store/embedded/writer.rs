@@ -71,6 +71,8 @@ pub struct Writer {
     pub active_segment_bytes: u64,
     pub spare: Option<JoinHandle<std::io::Result<PathBuf>>>,
     pub faults: Option<Arc<dyn IoFaults>>,
+    /// The last commit's buffer, kept for its capacity.
+    pub reusable_buffer: Vec<u8>,
 }
 
 /// The writer's disk operations, as seen by a fault injector.
@@ -221,7 +223,11 @@ impl Writer {
             next_position: head.position + 1,
             previous_hash: head.hash,
             recorded_at: self.clock.now().max(last_recorded_at),
-            buffer: Vec::new(),
+            buffer: {
+                let mut buffer = std::mem::take(&mut self.reusable_buffer);
+                buffer.clear();
+                buffer
+            },
             frames: Vec::new(),
             accepted: Vec::new(),
             stream_versions: HashMap::new(),
@@ -316,18 +322,14 @@ impl Writer {
             let _ = reply.send(self.replay(entry, &request));
             return Decided::Answered;
         }
+        // This thread is the index's only writer, so the read lock is uncontended here.
+        let index = self.shared.index.read().expect("index lock");
         let version_of = |commit: &Commit, stream_id: &StreamId| {
             commit
                 .stream_versions
                 .get(stream_id)
                 .copied()
-                .unwrap_or_else(|| {
-                    self.shared
-                        .index
-                        .read()
-                        .expect("index lock")
-                        .stream_version(stream_id)
-                })
+                .unwrap_or_else(|| index.stream_version(stream_id))
         };
         for expectation in &request.expectations {
             let actual = version_of(commit, &expectation.stream_id);
@@ -357,34 +359,36 @@ impl Writer {
                 }
             };
             let position = first_position + i as u64;
-            let mut event = RecordedEvent {
-                position,
-                stream_id: proposed.stream_id.clone(),
-                stream_version,
-                event_id: EventId::derive(&request.command_id, i as u32),
-                event_type: proposed.event_type.clone(),
-                schema_version: proposed.schema_version,
-                recorded_at: commit.recorded_at,
-                command_id: request.command_id.clone(),
-                command_fingerprint: request.command_fingerprint,
-                correlation_id: request.correlation_id.clone(),
-                causation_id: request.causation_id.clone(),
-                actor: request.actor.clone(),
-                payload: proposed.payload.clone(),
-                previous_hash,
-                hash: Hash32::GENESIS,
-            };
-            let body = codec::encode_and_hash(&mut event);
-            previous_hash = event.hash;
             let frame_at = commit.buffer.len();
-            events.push((position, frame_at, proposed.stream_id.clone()));
-            commit
-                .frames
-                .push((frame_at, body.len(), crc32c::crc32c(&body)));
             commit
                 .buffer
                 .resize(frame_at + codec::FRAME_HEADER_BYTES, 0);
-            commit.buffer.extend_from_slice(&body);
+            let body_at = commit.buffer.len();
+            previous_hash = codec::encode_record_into(
+                &codec::RecordRef {
+                    position,
+                    stream_id: &proposed.stream_id,
+                    stream_version,
+                    event_id: EventId::derive(&request.command_id, i as u32),
+                    event_type: &proposed.event_type,
+                    schema_version: proposed.schema_version,
+                    recorded_at: commit.recorded_at,
+                    command_id: &request.command_id,
+                    command_fingerprint: request.command_fingerprint,
+                    correlation_id: request.correlation_id.as_ref(),
+                    causation_id: request.causation_id.as_ref(),
+                    actor: &request.actor,
+                    payload: &proposed.payload,
+                    previous_hash,
+                    hash: Hash32::GENESIS,
+                },
+                &mut commit.buffer,
+            );
+            let body = &commit.buffer[body_at..];
+            commit
+                .frames
+                .push((frame_at, body.len(), crc32c::crc32c(body)));
+            events.push((position, frame_at, proposed.stream_id.clone()));
         }
         let last_position = first_position + request.events.len() as u64 - 1;
         commit.next_position = last_position + 1;
@@ -520,6 +524,7 @@ impl Writer {
                 let _ = reply.send(Ok(accepted.result.clone()));
             }
         }
+        self.reusable_buffer = commit.buffer;
     }
 
     fn prepare_spare_when_half_full(&mut self) {

@@ -1,0 +1,500 @@
+//! The gRPC service end to end: a real server on a real socket, the generated clients.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use ledger::store::{EmbeddedOptions, EmbeddedStore, EventStore};
+use proto::v1 as pb;
+use services::auth::Role;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn field_violations(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|v| v.field.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A project p1 with members alice and bob, a record of alice's, and production pr1.
+async fn fixture(server: &Server) {
+    let mut members = pb::members_client::MembersClient::new(server.authed(Role::Gateway).await);
+    for member in ["alice", "bob", "staff"] {
+        members.register_member(register(member)).await.unwrap();
+    }
+    let mut projects =
+        pb::projects_client::ProjectsClient::new(server.authed(Role::Community).await);
+    projects
+        .start_project(pb::StartProjectRequest {
+            meta: meta(),
+            project_id: "p1".into(),
+            title: "Project".into(),
+        })
+        .await
+        .unwrap();
+    let mut records = pb::records_client::RecordsClient::new(server.authed(Role::Gateway).await);
+    records
+        .upload_record(upload("a", "p1", "alice"))
+        .await
+        .unwrap();
+    let mut productions =
+        pb::productions_client::ProductionsClient::new(server.authed(Role::Finance).await);
+    productions
+        .open_production(pb::OpenProductionRequest {
+            meta: meta(),
+            production_id: "pr1".into(),
+            project_id: "p1".into(),
+            title: "Production".into(),
+            currency: "USD".into(),
+            artist_share: String::new(),
+            feedback_window_seconds: Some(60),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_error_has_its_code_and_names_the_field_or_rule() {
+    let server = Server::start().await;
+    fixture(&server).await;
+    let mut members = pb::members_client::MembersClient::new(server.authed(Role::Gateway).await);
+    let mut records = pb::records_client::RecordsClient::new(server.authed(Role::Gateway).await);
+    let mut allocations =
+        pb::allocations_client::AllocationsClient::new(server.authed(Role::Community).await);
+    let mut productions =
+        pb::productions_client::ProductionsClient::new(server.authed(Role::Finance).await);
+    let mut projects =
+        pb::projects_client::ProjectsClient::new(server.authed(Role::Community).await);
+
+    // INVALID_ARGUMENT, with the field as the caller named it.
+    let mut bad = register("not an id!");
+    let status = members.register_member(bad.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&status), vec!["member_id"]);
+    bad.member_id = "carol".into();
+    bad.meta = None;
+    let status = members.register_member(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&status), vec!["meta"]);
+    let mut too_long = upload("long", "p1", "alice");
+    too_long.title = "x".repeat(10_000);
+    let status = records.upload_record(too_long).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&status), vec!["title"]);
+    let status = productions
+        .record_revenue(pb::RecordMoneyRequest {
+            meta: meta(),
+            production_id: "pr1".into(),
+            amount: Some(pb::Money {
+                amount: "-5.00".into(),
+                currency: "USD".into(),
+            }),
+            description: "refund".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // NOT_FOUND.
+    let status = records
+        .cite_source(pb::CiteSourceRequest {
+            meta: meta(),
+            record_id: "a".into(),
+            source_record_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("nope"));
+
+    // ALREADY_EXISTS: an id taken, and a command id reused for another command.
+    let status = members
+        .register_member(register("alice"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    let mut first = register("dora");
+    first.meta = meta_with("shared-id");
+    let original = members
+        .register_member(first.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let retried = members.register_member(first).await.unwrap().into_inner();
+    assert_eq!(
+        (retried.position, retried.replayed),
+        (original.position, true)
+    );
+    let mut other = register("erin");
+    other.meta = meta_with("shared-id");
+    assert_eq!(
+        members.register_member(other).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+
+    // ABORTED: a stale expected version.
+    let mut finish = pb::FinishProjectRequest {
+        meta: meta(),
+        project_id: "p1".into(),
+    };
+    finish.meta.as_mut().unwrap().expected_version = Some(0);
+    let status = projects.finish_project(finish).await.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+
+    // FAILED_PRECONDITION, with every reason.
+    productions
+        .record_revenue(pb::RecordMoneyRequest {
+            meta: meta(),
+            production_id: "pr1".into(),
+            amount: Some(pb::Money {
+                amount: "100.00".into(),
+                currency: "USD".into(),
+            }),
+            description: "sale".into(),
+        })
+        .await
+        .unwrap();
+    productions
+        .include_record(pb::IncludeRecordRequest {
+            meta: meta(),
+            production_id: "pr1".into(),
+            record_id: "a".into(),
+        })
+        .await
+        .unwrap();
+    allocations
+        .propose_allocation(pb::ProposeAllocationRequest {
+            meta: meta(),
+            distribution_id: "d1".into(),
+            production_id: "pr1".into(),
+            lines: vec![pb::AllocationLine {
+                member_id: "alice".into(),
+                weight: "1".into(),
+                rationale: "the piece".into(),
+                record_ids: vec!["a".into()],
+            }],
+        })
+        .await
+        .unwrap();
+    let mut comments = pb::comments_client::CommentsClient::new(server.authed(Role::Gateway).await);
+    comments
+        .post_comment(pb::PostCommentRequest {
+            meta: meta(),
+            comment_id: "k1".into(),
+            author_member_id: "bob".into(),
+            on: Some(pb::post_comment_request::On::DistributionId("d1".into())),
+            body: "why not me?".into(),
+        })
+        .await
+        .unwrap();
+    let status = allocations
+        .finalize_allocation(pb::FinalizeAllocationRequest {
+            meta: meta(),
+            distribution_id: "d1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let reasons: Vec<String> = status
+        .get_error_details()
+        .precondition_failure()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|v| v.subject.clone())
+        .collect();
+    assert_eq!(reasons, vec!["window", "comments"]);
+
+    // The staff reply comes from the community role; then, after the window, it finalizes.
+    let mut staff = pb::comments_client::CommentsClient::new(server.authed(Role::Community).await);
+    staff
+        .post_comment(pb::PostCommentRequest {
+            meta: meta(),
+            comment_id: "k2".into(),
+            author_member_id: "staff".into(),
+            on: Some(pb::post_comment_request::On::ReplyToCommentId("k1".into())),
+            body: "bob: your piece was not in the cut".into(),
+        })
+        .await
+        .unwrap();
+    server.clock.advance(Duration::from_secs(61));
+    allocations
+        .finalize_allocation(pb::FinalizeAllocationRequest {
+            meta: meta(),
+            distribution_id: "d1".into(),
+        })
+        .await
+        .unwrap();
+    let _ = server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_authenticated_and_each_role_is_held_to_its_rpcs() {
+    let server = Server::start().await;
+    let mut anonymous = pb::members_client::MembersClient::new(server.channel().await);
+    let status = anonymous
+        .register_member(register("alice"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut forged =
+        pb::members_client::MembersClient::new(server.authed_with("not-a-token").await);
+    assert_eq!(
+        forged
+            .register_member(register("alice"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+
+    for role in [
+        Role::Community,
+        Role::Finance,
+        Role::Auditor,
+        Role::Operator,
+    ] {
+        let mut members = pb::members_client::MembersClient::new(server.authed(role).await);
+        let status = members
+            .register_member(register("alice"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{role}");
+    }
+    for role in [
+        Role::Gateway,
+        Role::Community,
+        Role::Auditor,
+        Role::Operator,
+    ] {
+        let mut productions =
+            pb::productions_client::ProductionsClient::new(server.authed(role).await);
+        let status = productions
+            .include_record(pb::IncludeRecordRequest {
+                meta: meta(),
+                production_id: "pr".into(),
+                record_id: "r".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{role}");
+    }
+    for role in [Role::Gateway, Role::Finance, Role::Auditor, Role::Operator] {
+        let mut allocations =
+            pb::allocations_client::AllocationsClient::new(server.authed(role).await);
+        let status = allocations
+            .finalize_allocation(pb::FinalizeAllocationRequest {
+                meta: meta(),
+                distribution_id: "d".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{role}");
+    }
+    for role in [Role::Gateway, Role::Community, Role::Finance] {
+        let mut events = pb::events_client::EventsClient::new(server.authed(role).await);
+        let status = events
+            .subscribe(pb::SubscribeRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{role}");
+        let mut admin = pb::admin_client::AdminClient::new(server.authed(role).await);
+        assert_eq!(
+            admin
+                .store_status(pb::StoreStatusRequest {})
+                .await
+                .unwrap_err()
+                .code(),
+            Code::PermissionDenied
+        );
+    }
+    // The actor of every event is the authenticated service.
+    let mut members = pb::members_client::MembersClient::new(server.authed(Role::Gateway).await);
+    let mut request = register("alice");
+    request.meta.as_mut().unwrap().on_behalf_of = "alice".into();
+    members.register_member(request).await.unwrap();
+    let mut events = pb::events_client::EventsClient::new(server.authed(Role::Auditor).await);
+    let stream = events
+        .read_stream(pb::ReadStreamRequest {
+            stream_id: "member-alice".into(),
+            from_version: 1,
+            max_count: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.events[0].actor_service, "gateway");
+    assert_eq!(stream.events[0].actor_on_behalf_of, "alice");
+    assert!(stream.events[0].payload_json.contains("MemberRegistered"));
+    assert!(
+        !stream.events[0].payload_json.contains("A Person"),
+        "personal data is sealed"
+    );
+    let mut admin = pb::admin_client::AdminClient::new(server.authed(Role::Operator).await);
+    let status = admin
+        .store_status(pb::StoreStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.head_position, 1);
+    let _ = server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_sees_every_event_once_across_catch_up_and_live() {
+    let server = Server::start().await;
+    let mut members = pb::members_client::MembersClient::new(server.authed(Role::Gateway).await);
+    for i in 0..40 {
+        members
+            .register_member(register(&format!("before{i}")))
+            .await
+            .unwrap();
+    }
+    let mut events = pb::events_client::EventsClient::new(server.authed(Role::Auditor).await);
+    let mut stream = events
+        .subscribe(pb::SubscribeRequest {
+            from_position: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let writer = tokio::spawn(async move {
+        for i in 0..60 {
+            members
+                .register_member(register(&format!("during{i}")))
+                .await
+                .unwrap();
+        }
+    });
+    let mut positions = Vec::new();
+    while positions.len() < 100 {
+        let event = stream
+            .message()
+            .await
+            .unwrap()
+            .expect("the stream stays open");
+        positions.push(event.position);
+    }
+    writer.await.unwrap();
+    assert_eq!(positions, (1..=100).collect::<Vec<u64>>());
+    // Filters: only member events of one type, from the middle.
+    let mut filtered = events
+        .subscribe(pb::SubscribeRequest {
+            from_position: 90,
+            stream_categories: vec!["member".into()],
+            event_types: vec!["MemberRegistered".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = filtered.message().await.unwrap().unwrap();
+    assert_eq!(first.position, 90);
+    let _ = server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_loses_no_acknowledged_command() {
+    let server = Server::start().await;
+    let mut writers = Vec::new();
+    let (acknowledged_sender, mut acknowledged) = tokio::sync::mpsc::unbounded_channel();
+    for writer in 0..8 {
+        let mut members =
+            pb::members_client::MembersClient::new(server.authed(Role::Gateway).await);
+        let acknowledged = acknowledged_sender.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let mut request = register(&format!("w{writer}-{i}"));
+                request.meta = meta_with(&format!("w{writer}-{i}"));
+                match members.register_member(request).await {
+                    Ok(result) => acknowledged
+                        .send((format!("w{writer}-{i}"), result.into_inner().position))
+                        .unwrap(),
+                    Err(_) => return, // the server stopped
+                }
+            }
+        }));
+    }
+    drop(acknowledged_sender);
+    // Stop once plenty is acknowledged, with commands still in flight.
+    let mut acks = Vec::new();
+    while acks.len() < 200 {
+        acks.push(acknowledged.recv().await.unwrap());
+    }
+    let data = server.stop().await;
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    while let Some(ack) = acknowledged.recv().await {
+        acks.push(ack);
+    }
+    let (store, _) = EmbeddedStore::open(data.path(), EmbeddedOptions::default())
+        .await
+        .unwrap();
+    let mut seen = HashSet::new();
+    for (command_id, position) in &acks {
+        let event = store.read_all(*position, 1).await.unwrap().pop().unwrap();
+        assert_eq!(event.command_id.as_str(), command_id);
+        assert!(seen.insert(*position));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_without_the_proto_files() {
+    let server = Server::start().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: HashSet<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "stemma.v1.Members",
+        "stemma.v1.Payouts",
+        "stemma.v1.Events",
+        "stemma.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.contains(expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let _ = server.stop().await;
+}
