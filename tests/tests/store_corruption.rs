@@ -346,14 +346,13 @@ async fn an_incomplete_last_commit_is_cut_whole() {
     let records = frames(&segment);
     assert_eq!(records.len(), 11);
     let commit_start = records[6].0;
-    for missing in 6..11 {
+    for (missing, &(start, end)) in records.iter().enumerate().skip(6) {
         let copy = tempfile::tempdir().unwrap();
         copy_directory(original.path(), copy.path());
         let torn = copy
             .path()
             .join("segments")
             .join(segment.file_name().unwrap());
-        let (start, end) = records[missing];
         write_at(&torn, start, &vec![0u8; end - start]);
         let (store, report) = EmbeddedStore::open(copy.path(), options()).await.unwrap();
         assert_eq!(report.head, heads[6], "record {missing} missing");
