@@ -1,5 +1,6 @@
 //! The `stemma` command line.
 
+mod projections;
 mod store;
 
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ pub enum Command {
     /// Operate on the embedded event store directly.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Rebuild and inspect the read models.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,9 +56,12 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(async {
+    let outcome: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
         match cli.command {
-            Command::Store(StoreCommand::Status { data, json }) => store::status(&data, json).await,
+            Command::Store(StoreCommand::Status { data, json }) => {
+                store::status(&data, json).await.map_err(Into::into)
+            }
+            Command::Projections(command) => projections::run(command).await.map_err(Into::into),
         }
     });
     match outcome {
