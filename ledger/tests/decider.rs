@@ -69,6 +69,27 @@ async fn refusals_write_nothing_before_and_after_a_restart() {
 }
 
 #[tokio::test]
+async fn refusals_of_the_later_states_write_nothing() {
+    let harness = with_fixture().await;
+    for (at, command) in late_fixture() {
+        harness.clock.set(at);
+        harness.ok(command).await;
+    }
+    for refusal in late_refusals() {
+        harness.clock.set(refusal.at);
+        let head = harness.head().await;
+        let result = harness.execute(refusal.command).await;
+        assert_eq!(rejection(result), refusal.expected, "{}", refusal.name);
+        assert_eq!(
+            harness.head().await,
+            head,
+            "{} wrote to the log",
+            refusal.name
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_retry_returns_the_original_result_and_a_reused_id_is_refused() {
     let harness = Harness::new().await;
     let first = harness.execute_as("c-1", register("alice")).await.unwrap();

@@ -30,6 +30,24 @@ fn every_refusal_names_its_field_and_rule() {
 }
 
 #[test]
+fn every_refusal_of_the_later_states_names_its_field_and_rule() {
+    let mut world = World::with_fixture();
+    for (at, command) in late_fixture() {
+        world.now = at;
+        world.ok(command);
+    }
+    for refusal in late_refusals() {
+        world.now = refusal.at;
+        assert_eq!(
+            world.refused(refusal.command),
+            refusal.expected,
+            "{}",
+            refusal.name
+        );
+    }
+}
+
+#[test]
 fn the_blockers_read_as_one_message() {
     let mut world = World::with_fixture();
     let message = world.refused(finalize("d1")).to_string();
@@ -296,6 +314,29 @@ fn a_line_that_would_pay_nothing_blocks_finalization() {
             }],
         }
     );
+}
+
+#[test]
+fn credits_name_the_included_contributors_and_their_influences() {
+    let mut world = World::with_fixture();
+    let credits = world
+        .state
+        .credits(world.state.production(&production("pr1")).unwrap());
+    let names = |set: &std::collections::BTreeSet<MemberId>| {
+        set.iter().map(|m| m.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&credits.paid), ["carol", "dave"]);
+    assert_eq!(names(&credits.influence), ["alice", "bob"]);
+    // "You forgot to source me": a late citation credits the lead's piece as an influence
+    // on dave's included record; alice, already credited, is listed once.
+    world.ok(upload("e", "p1", "lead"));
+    world.ok(cite("d", "e"));
+    world.ok(cite("d", "a"));
+    let credits = world
+        .state
+        .credits(world.state.production(&production("pr1")).unwrap());
+    assert_eq!(names(&credits.paid), ["carol", "dave"]);
+    assert_eq!(names(&credits.influence), ["alice", "bob", "lead"]);
 }
 
 #[test]

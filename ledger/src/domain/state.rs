@@ -114,6 +114,16 @@ pub struct State {
     pub(super) payouts: HashMap<PayoutId, Payout>,
 }
 
+/// Who is credited on a production (rule 10).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credits {
+    /// Contributors of included records: paid.
+    pub paid: BTreeSet<MemberId>,
+    /// Contributors of ancestors of included records who are not in `paid`: credited for
+    /// their influence, and paid only where a line says so.
+    pub influence: BTreeSet<MemberId>,
+}
+
 impl State {
     pub fn new() -> State {
         State::default()
@@ -183,6 +193,23 @@ impl State {
             StreamRef::Distribution(id) => self.distributions.get(id).map_or(0, |d| d.version),
             StreamRef::Payout(id) => self.payouts.get(id).map_or(0, |p| p.version),
         }
+    }
+
+    /// The credits of a production (rule 10).
+    pub fn credits(&self, production: &Production) -> Credits {
+        let mut credits = Credits::default();
+        for node in &production.included {
+            credits
+                .paid
+                .insert(self.record_at(*node).contributor.clone());
+        }
+        for node in self.payable_records(production) {
+            let contributor = &self.record_at(node).contributor;
+            if !credits.paid.contains(contributor) {
+                credits.influence.insert(contributor.clone());
+            }
+        }
+        credits
     }
 
     /// Included records and every ancestor of one: the records a line may pay for.

@@ -887,3 +887,135 @@ impl World {
         }
     }
 }
+
+/// After `fixture`: staff answers k1, dave gets a line, the window passes, d1 is finalized,
+/// its payouts and the lead's fee issued, carol's payout settled and bob's data erased.
+pub fn late_fixture() -> Vec<(Timestamp, Command)> {
+    let soon = t0().saturating_add(Duration::from_secs(3_600));
+    let after_window = t0().saturating_add(15 * DAY);
+    vec![
+        (
+            soon,
+            post("k2", "staff", true, CommentOn::Reply(comment("k1"))),
+        ),
+        (
+            soon,
+            amend("d1", &["k1"], &[], vec![line("dave", "1", &["d"])]),
+        ),
+        (after_window, finalize("d1")),
+        (
+            after_window,
+            Command::IssuePayouts(IssuePayouts::Distribution(distribution("d1"))),
+        ),
+        (
+            after_window,
+            Command::IssuePayouts(IssuePayouts::LeadFee {
+                project_id: project("p1"),
+                lead: member("lead"),
+            }),
+        ),
+        (
+            after_window,
+            Command::SettlePayout(SettlePayout {
+                payout_id: PayoutId::for_line(&distribution("d1"), &member("carol")),
+                reference: "tx-1".into(),
+            }),
+        ),
+        (
+            after_window,
+            Command::ErasePersonalData(ErasePersonalData {
+                member_id: member("bob"),
+            }),
+        ),
+    ]
+}
+
+/// Refusals only the states after `late_fixture` allow.
+pub fn late_refusals() -> Vec<Refusal> {
+    let after_window = t0().saturating_add(15 * DAY);
+    let carol = PayoutId::for_line(&distribution("d1"), &member("carol"));
+    let refusal = |name, command, expected| Refusal {
+        name,
+        command,
+        at: after_window,
+        expected,
+    };
+    vec![
+        refusal(
+            "finalized twice",
+            finalize("d1"),
+            Rejection::AlreadyFinalized {
+                distribution_id: distribution("d1"),
+            },
+        ),
+        refusal(
+            "amendment after finalization",
+            amend("d1", &[], &[], vec![line("alice", "5", &["a"])]),
+            Rejection::AlreadyFinalized {
+                distribution_id: distribution("d1"),
+            },
+        ),
+        refusal(
+            "payouts issued twice",
+            Command::IssuePayouts(IssuePayouts::Distribution(distribution("d1"))),
+            Rejection::PayoutAlreadyIssued {
+                field: "distribution_id",
+                payout_id: carol.clone(),
+            },
+        ),
+        refusal(
+            "lead fee paid twice",
+            Command::IssuePayouts(IssuePayouts::LeadFee {
+                project_id: project("p1"),
+                lead: member("lead"),
+            }),
+            Rejection::PayoutAlreadyIssued {
+                field: "lead",
+                payout_id: PayoutId::for_lead_fee(&project("p1"), &member("lead")),
+            },
+        ),
+        refusal(
+            "settled twice",
+            Command::SettlePayout(SettlePayout {
+                payout_id: carol.clone(),
+                reference: "tx-2".into(),
+            }),
+            Rejection::PayoutState {
+                payout_id: carol.clone(),
+                status: "settled",
+                required: "pending",
+            },
+        ),
+        refusal(
+            "settled payout retried",
+            Command::RetryPayout(RetryPayout {
+                payout_id: carol.clone(),
+            }),
+            Rejection::PayoutState {
+                payout_id: carol.clone(),
+                status: "settled",
+                required: "failed",
+            },
+        ),
+        refusal(
+            "pending payout retried",
+            Command::RetryPayout(RetryPayout {
+                payout_id: PayoutId::for_line(&distribution("d1"), &member("dave")),
+            }),
+            Rejection::PayoutState {
+                payout_id: PayoutId::for_line(&distribution("d1"), &member("dave")),
+                status: "pending",
+                required: "failed",
+            },
+        ),
+        refusal(
+            "erased twice",
+            Command::ErasePersonalData(ErasePersonalData {
+                member_id: member("bob"),
+            }),
+            Rejection::AlreadyErased {
+                member_id: member("bob"),
+            },
+        ),
+    ]
+}

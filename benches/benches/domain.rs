@@ -1,0 +1,195 @@
+//! The domain's hot paths on a family tree of 1,000,000 records: the cycle check of a late
+//! citation (`decide(CiteSource)`), which must stay fast at that size, and the line rule
+//! over 10,000 lines.
+//!
+//! The tree is generated deterministically: each record remixes 0–3 earlier records,
+//! mostly recent ones (as remix chains do), sometimes any older one.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ledger::dag::Dag;
+use ledger::domain::commands::{CiteSource, Command};
+use ledger::domain::events::{
+    DomainEvent, Licence, MediaRef, MemberRegistered, ProjectStarted, RecordKind, RecordUploaded,
+    RemixUploaded, SealedPersonalData,
+};
+use ledger::domain::ids::{MemberId, ProjectId, RecordId};
+use ledger::domain::{decide, evolve, State};
+use ledger::money::{split_pool, Currency, Money, Weight};
+use ledger::time::Timestamp;
+use rust_decimal::Decimal;
+
+const RECORDS: usize = 1_000_000;
+
+/// A small deterministic generator (SplitMix64), so runs are comparable.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Sources of record `i`: up to three, mostly among the 1,000 before it.
+fn sources(random: &mut Random, i: usize) -> Vec<usize> {
+    if i == 0 {
+        return Vec::new();
+    }
+    let count = random.below(4);
+    let mut sources = Vec::with_capacity(count);
+    for _ in 0..count {
+        let source = if random.below(10) == 0 {
+            random.below(i)
+        } else {
+            i - 1 - random.below(i.min(1_000))
+        };
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
+    sources
+}
+
+fn record_id(i: usize) -> RecordId {
+    RecordId::new(format!("r{i}")).unwrap()
+}
+
+fn build_state() -> State {
+    let mut state = State::new();
+    let member = MemberId::new("m").unwrap();
+    let project = ProjectId::new("p").unwrap();
+    evolve(
+        &mut state,
+        &MemberRegistered {
+            member_id: member.clone(),
+            handle: "m".into(),
+            personal_data: SealedPersonalData {
+                nonce: [0; 12],
+                ciphertext: Vec::new(),
+            },
+        }
+        .into(),
+    );
+    evolve(
+        &mut state,
+        &ProjectStarted {
+            project_id: project.clone(),
+            title: "p".into(),
+        }
+        .into(),
+    );
+    let mut random = Random(7);
+    for i in 0..RECORDS {
+        let sources = sources(&mut random, i);
+        let media = MediaRef {
+            blake3: [0; 32],
+            size_bytes: 1,
+        };
+        let licence = Licence {
+            terms_version: "1".into(),
+        };
+        let event: DomainEvent = if sources.is_empty() {
+            RecordUploaded {
+                record_id: record_id(i),
+                project_id: project.clone(),
+                contributor: member.clone(),
+                kind: RecordKind::Text,
+                title: String::new(),
+                media,
+                licence,
+            }
+            .into()
+        } else {
+            RemixUploaded {
+                record_id: record_id(i),
+                project_id: project.clone(),
+                contributor: member.clone(),
+                kind: RecordKind::Text,
+                title: String::new(),
+                media,
+                licence,
+                sources: sources.into_iter().map(record_id).collect(),
+            }
+            .into()
+        };
+        evolve(&mut state, &event);
+    }
+    state
+}
+
+fn cycle_check(c: &mut Criterion) {
+    let state = build_state();
+    let tree: &Dag = state.tree();
+    println!(
+        "tree: {} records, {} citations",
+        tree.node_count(),
+        tree.edge_count()
+    );
+    let mut group = c.benchmark_group("cite_source_1m_records");
+    let mut random = Random(11);
+    // The cheap case: a new record cites an older one (the edge agrees with the order).
+    group.bench_function("newer_cites_older", |b| {
+        b.iter(|| {
+            let citing = RECORDS / 2 + random.below(RECORDS / 2);
+            let source = random.below(RECORDS / 2);
+            let command = Command::CiteSource(CiteSource {
+                record_id: record_id(citing),
+                source_id: record_id(source),
+            });
+            black_box(decide(&state, &command, Timestamp::EPOCH).is_ok())
+        })
+    });
+    // The expensive case: an old record cites a newer one ("you forgot to source me",
+    // against the order), the search spanning `distance` positions of the order.
+    for distance in [10usize, 1_000, 100_000] {
+        group.bench_function(format!("older_cites_newer_{distance}_apart"), |b| {
+            b.iter(|| {
+                let citing = random.below(RECORDS - distance);
+                let source = citing + 1 + random.below(distance);
+                let command = Command::CiteSource(CiteSource {
+                    record_id: record_id(citing),
+                    source_id: record_id(source),
+                });
+                black_box(decide(&state, &command, Timestamp::EPOCH).is_ok())
+            })
+        });
+    }
+    group.finish();
+
+    // Applying accepted late citations (Pearce–Kelly reorders only the affected region).
+    let mut tree = tree.clone();
+    let mut random = Random(13);
+    c.bench_function("add_edge_against_order_1m_records", |b| {
+        b.iter(|| {
+            let from = random.below(RECORDS);
+            let to = random.below(RECORDS);
+            black_box(tree.add_edge(from as u32, to as u32).is_ok())
+        })
+    });
+}
+
+fn line_rule(c: &mut Criterion) {
+    let pool = Money::parse("25000", Currency::USD).unwrap();
+    let weights: Vec<Weight> = (0..10_000u32)
+        .map(|i| Weight::new(Decimal::new(i64::from(i % 97 + 1), 1)).unwrap())
+        .collect();
+    c.bench_function("split_pool_10000_lines", |b| {
+        b.iter(|| black_box(split_pool(pool, &weights)))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = cycle_check, line_rule
+}
+criterion_main!(benches);
