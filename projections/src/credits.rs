@@ -29,8 +29,9 @@ pub struct ProductionCredits {
     pub production_id: ProductionId,
     /// Contributors of included records, by member id.
     pub included: Vec<Credit>,
-    /// Contributors of ancestors of included records (records not themselves included), by
-    /// member id. A member may appear in both lists, for different records.
+    /// Contributors of ancestors of included records who are not among `included`, by
+    /// member id, each with the ancestor records that earned it (as
+    /// `ledger::domain::state::State::credits` defines influence).
     pub influencing: Vec<Credit>,
 }
 
@@ -99,10 +100,14 @@ impl Credits {
             }
             frontier = next;
         }
+        let included = self.credits(included.iter().copied());
+        let mut influencing = self.credits(ancestors.into_iter());
+        // As the domain's `State::credits` has it: influence credits those not paid already.
+        influencing.retain(|credit| !included.iter().any(|paid| paid.member == credit.member));
         Some(ProductionCredits {
             production_id: production_id.clone(),
-            included: self.credits(included.iter().copied()),
-            influencing: self.credits(ancestors.into_iter()),
+            included,
+            influencing,
         })
     }
 

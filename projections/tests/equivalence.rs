@@ -367,6 +367,32 @@ async fn run_case(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError>
             .unwrap();
         prop_assert_eq!(ours, theirs, "blockers of {}", id);
     }
+    // Credits name the members the domain's `State::credits` names.
+    let ours = incremental
+        .credits
+        .query_now(|m| {
+            m.production(&production("pr1")).map(|c| {
+                let names = |credits: &[projections::credits::Credit]| -> Vec<String> {
+                    credits.iter().map(|c| c.member.to_string()).collect()
+                };
+                (names(&c.included), names(&c.influencing))
+            })
+        })
+        .value;
+    let theirs = world
+        .handle
+        .inspect(|state| {
+            state.production(&production("pr1")).map(|p| {
+                let credits = state.credits(p);
+                let names = |set: &std::collections::BTreeSet<MemberId>| -> Vec<String> {
+                    set.iter().map(|m| m.to_string()).collect()
+                };
+                (names(&credits.paid), names(&credits.influence))
+            })
+        })
+        .await
+        .unwrap();
+    prop_assert_eq!(ours, theirs);
     incremental.stop().await;
     scratch.stop().await;
     restored.stop().await;
