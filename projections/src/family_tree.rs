@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::interner::Interner;
 use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection, WalkLimits};
+use crate::walk::{walk, Direction};
 
 /// How a record is linked to a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -164,9 +165,9 @@ impl FamilyTree {
         )
     }
 
-    fn lineage(&self, walk: Walk) -> Lineage {
+    fn lineage(&self, found: Walk) -> Lineage {
         Lineage {
-            records: walk
+            records: found
                 .nodes
                 .into_iter()
                 .map(|(node, depth)| Relative {
@@ -174,30 +175,32 @@ impl FamilyTree {
                     depth,
                 })
                 .collect(),
-            truncated: walk.truncated,
+            truncated: found.truncated,
         }
     }
 
     pub fn ancestors(&self, record: &RecordId, limits: WalkLimits) -> Option<Lineage> {
         let node = self.node(record.as_str())?;
         let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        Some(
-            self.lineage(
-                self.tree
-                    .ancestors(node, limits.depth_max, limits.nodes_max),
-            ),
-        )
+        Some(self.lineage(walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Ancestors,
+        )))
     }
 
     pub fn descendants(&self, record: &RecordId, limits: WalkLimits) -> Option<Lineage> {
         let node = self.node(record.as_str())?;
         let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        Some(
-            self.lineage(
-                self.tree
-                    .descendants(node, limits.depth_max, limits.nodes_max),
-            ),
-        )
+        Some(self.lineage(walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Descendants,
+        )))
     }
 
     /// The originals at the roots of the record's lineage, in breadth-first order of
@@ -211,17 +214,21 @@ impl FamilyTree {
             });
         }
         let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        let walk = self
-            .tree
-            .ancestors(node, limits.depth_max, limits.nodes_max);
+        let ancestors = walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Ancestors,
+        );
         Some(Roots {
-            records: walk
+            records: ancestors
                 .nodes
                 .iter()
                 .filter(|(ancestor, _)| self.tree.parents(*ancestor).is_empty())
                 .map(|(ancestor, _)| self.record_id(*ancestor))
                 .collect(),
-            truncated: walk.truncated,
+            truncated: ancestors.truncated,
         })
     }
 
@@ -229,12 +236,20 @@ impl FamilyTree {
     pub fn family_size(&self, record: &RecordId, limits: WalkLimits) -> Option<FamilySize> {
         let node = self.node(record.as_str())?;
         let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        let ancestors = self
-            .tree
-            .ancestors(node, limits.depth_max, limits.nodes_max);
-        let descendants = self
-            .tree
-            .descendants(node, limits.depth_max, limits.nodes_max);
+        let ancestors = walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Ancestors,
+        );
+        let descendants = walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Descendants,
+        );
         Some(FamilySize {
             ancestors: ancestors.nodes.len(),
             descendants: descendants.nodes.len(),

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `projection` | the `Projection` trait, the decoded event a model applies, walk limits |
 //! | `interner` | compact id storage: strings once in an arena, dense `u32` ids |
+//! | `walk` | bounded BFS over the domain's `Dag` without per-walk hashing |
 //! | `family_tree` | sources, remixes, ancestors/descendants with depth, roots, family size |
 //! | `allocation` | per distribution: status, pool, lines, versions, comments, blockers, payouts |
 //! | `credits` | per production: included and influencing contributors, with their records |
@@ -27,6 +28,7 @@ pub mod runner;
 pub mod serving;
 pub mod snapshot;
 pub mod statement;
+pub mod walk;
 
 pub use projection::{AppliedEvent, Projection, WalkLimits};
 pub use rebuild::{Progress, RebuildError, RebuildReport};

@@ -25,6 +25,8 @@ use crate::projection::{AppliedEvent, Projection};
 
 /// Events applied under one hold of an instance's write lock.
 pub const APPLY_CHUNK_EVENTS_MAX: usize = 1_024;
+/// Chunks at least this long are applied to several instances in parallel.
+pub const PARALLEL_APPLY_EVENTS_MIN: usize = 256;
 /// The longest any query waits for a position, whatever the caller asks.
 pub const QUERY_WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -322,6 +324,24 @@ impl Runner {
     }
 }
 
+/// Applies a chunk to every instance; a large chunk to several instances on scoped threads
+/// (the models are independent), so a catch-up uses every core.
+fn apply_to_all(feeds: &[Arc<dyn Feed>], chunk: &[AppliedEvent]) {
+    let live: Vec<&Arc<dyn Feed>> = feeds.iter().filter(|feed| !feed.is_retired()).collect();
+    if live.len() < 2 || chunk.len() < PARALLEL_APPLY_EVENTS_MIN {
+        for feed in live {
+            feed.apply_chunk(chunk);
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        for feed in &live[1..] {
+            scope.spawn(move || feed.apply_chunk(chunk));
+        }
+        live[0].apply_chunk(chunk);
+    });
+}
+
 async fn run<S: EventStore + ?Sized>(
     store: Arc<S>,
     mut feeds: Vec<Arc<dyn Feed>>,
@@ -376,11 +396,7 @@ async fn run<S: EventStore + ?Sized>(
             }
         }
         for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
-            for feed in &feeds {
-                if !feed.is_retired() {
-                    feed.apply_chunk(chunk);
-                }
-            }
+            apply_to_all(&feeds, chunk);
             // Let queries and other tasks in between chunks of a long catch-up.
             tokio::task::yield_now().await;
         }

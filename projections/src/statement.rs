@@ -82,8 +82,8 @@ pub struct Statements {
     withdrawn: Vec<bool>,
     payout_ids: Interner,
     payouts: Vec<(u32, StatementPayout)>,
-    /// The current lines of each distribution, so a payout names its line.
-    lines: BTreeMap<DistributionId, Vec<Line>>,
+    /// The current lines of each distribution by member, so a payout names its line.
+    lines: BTreeMap<DistributionId, BTreeMap<MemberId, Line>>,
 }
 
 impl Statements {
@@ -160,12 +160,9 @@ impl Statements {
     }
 }
 
-fn upsert_lines(current: &mut Vec<Line>, lines: &[Line]) {
+fn upsert_lines(current: &mut BTreeMap<MemberId, Line>, lines: &[Line]) {
     for line in lines {
-        match current.iter_mut().find(|l| l.member == line.member) {
-            Some(existing) => *existing = line.clone(),
-            None => current.push(line.clone()),
-        }
+        current.insert(line.member.clone(), line.clone());
     }
 }
 
@@ -199,8 +196,9 @@ impl Projection for Statements {
                 }
             }
             DomainEvent::AllocationProposed(e) => {
-                self.lines
-                    .insert(e.distribution_id.clone(), e.lines.clone());
+                let mut lines = BTreeMap::new();
+                upsert_lines(&mut lines, &e.lines);
+                self.lines.insert(e.distribution_id.clone(), lines);
             }
             DomainEvent::AllocationLinesContinued(e) => {
                 if let Some(current) = self.lines.get_mut(&e.distribution_id) {
@@ -209,7 +207,9 @@ impl Projection for Statements {
             }
             DomainEvent::AllocationAmended(e) => {
                 if let Some(current) = self.lines.get_mut(&e.distribution_id) {
-                    current.retain(|line| !e.removed.contains(&line.member));
+                    for member in &e.removed {
+                        current.remove(member);
+                    }
                     upsert_lines(current, &e.lines);
                 }
             }
@@ -223,7 +223,7 @@ impl Projection for Statements {
                     PayoutFor::Line { distribution_id } => self
                         .lines
                         .get(distribution_id)
-                        .and_then(|lines| lines.iter().find(|l| l.member == e.member))
+                        .and_then(|lines| lines.get(&e.member))
                         .cloned(),
                     PayoutFor::LeadFee { .. } => None,
                 };

@@ -9,6 +9,7 @@ use ledger::domain::ids::{MemberId, ProjectId, RecordId};
 use ledger::store::Hash32;
 use ledger::time::Timestamp;
 use projections::family_tree::{FamilyTree, Lineage, LinkKind};
+use projections::walk::{walk, Direction};
 use projections::{AppliedEvent, Projection, WalkLimits};
 use proptest::prelude::*;
 
@@ -138,6 +139,31 @@ fn check(
     let unlimited = WalkLimits::new(u32::MAX, usize::MAX);
     for node in 0..reference.nodes {
         let record = id(node);
+        // The model's walk answers exactly as the domain's `Dag` walk does.
+        let start = tree.node(record.as_str()).unwrap();
+        for (depth_max, nodes_max) in [(limits.depth_max, limits.nodes_max), (u32::MAX, usize::MAX)]
+        {
+            prop_assert_eq!(
+                walk(
+                    tree.dag(),
+                    start,
+                    depth_max,
+                    nodes_max,
+                    Direction::Ancestors
+                ),
+                tree.dag().ancestors(start, depth_max, nodes_max)
+            );
+            prop_assert_eq!(
+                walk(
+                    tree.dag(),
+                    start,
+                    depth_max,
+                    nodes_max,
+                    Direction::Descendants
+                ),
+                tree.dag().descendants(start, depth_max, nodes_max)
+            );
+        }
         let sources: Vec<(RecordId, LinkKind)> = tree
             .sources(&record)
             .unwrap()
