@@ -552,21 +552,46 @@ fn rebuild_throughput() {
             started.elapsed()
         );
 
-        // Decoding alone, for scale: read + upcast/decode every event once.
+        // Reading alone, then decoding, then each model's apply alone, for where time goes.
         let started = Instant::now();
         let mut next = 1;
+        let mut recorded = Vec::with_capacity(head as usize);
         while next <= head {
             let events = store.read_all(next, 4_096).await.unwrap();
-            for event in &events {
-                black_box(AppliedEvent::decode(event).unwrap());
-            }
             next = events.last().unwrap().position + 1;
+            recorded.extend(events);
         }
+        let read = started.elapsed();
+        let started = Instant::now();
+        let decoded: Vec<AppliedEvent> = recorded
+            .iter()
+            .map(|event| AppliedEvent::decode(event).unwrap())
+            .collect();
         let decode = started.elapsed();
+        drop(recorded);
+        let rate = |elapsed: Duration| head as f64 / elapsed.as_secs_f64();
         println!(
-            "read + decode only: {:.0} events/s",
-            head as f64 / decode.as_secs_f64()
+            "read_all only: {:.0} events/s; decode only: {:.0} events/s",
+            rate(read),
+            rate(decode)
         );
+        fn apply_alone<P: Projection>(events: &[AppliedEvent]) -> Duration {
+            let started = Instant::now();
+            let mut model = P::default();
+            for event in events {
+                model.apply(event);
+            }
+            black_box(&model);
+            started.elapsed()
+        }
+        println!(
+            "apply alone (events/s): family_tree {:.0}, allocations {:.0}, credits {:.0}, statements {:.0}",
+            rate(apply_alone::<FamilyTree>(&decoded)),
+            rate(apply_alone::<projections::allocation::Allocations>(&decoded)),
+            rate(apply_alone::<projections::credits::Credits>(&decoded)),
+            rate(apply_alone::<projections::statement::Statements>(&decoded)),
+        );
+        drop(decoded);
 
         // Reset the peak so it measures the rebuild, not the generator.
         let _ = std::fs::write("/proc/self/clear_refs", "5");

@@ -37,8 +37,13 @@ fn hash(text: &str) -> u64 {
     let rest = chunks.remainder();
     tail[..rest.len()].copy_from_slice(rest);
     state = (state.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(SEED);
-    // Fold the high bits down: the slot index takes the low bits.
-    state ^ (state >> 29)
+    // MurmurHash3's finalizer: a multiplication only carries low bits upwards, and the slot
+    // index takes the low bits, so every input bit must reach them.
+    state ^= state >> 33;
+    state = state.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    state ^= state >> 33;
+    state = state.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    state ^ (state >> 33)
 }
 
 impl Interner {

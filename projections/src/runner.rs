@@ -342,39 +342,32 @@ fn apply_to_all(feeds: &[Arc<dyn Feed>], chunk: &[AppliedEvent]) {
     });
 }
 
-async fn run<S: EventStore + ?Sized>(
+/// Decoded batches waiting to be applied: reading and decoding the next batch overlaps
+/// applying this one, and a slow model holds back at most this many batches.
+const DECODED_BATCHES_QUEUED_MAX: usize = 2;
+
+/// A batch read and decoded, or why reading stopped (after the events before the failure).
+type Decoded = (Vec<AppliedEvent>, Option<String>);
+
+/// Reads the subscription and decodes each event once, ahead of the applier.
+async fn read_and_decode<S: EventStore + ?Sized>(
     store: Arc<S>,
-    mut feeds: Vec<Arc<dyn Feed>>,
-    mut stop: watch::Receiver<bool>,
+    from: Position,
+    decoded: tokio::sync::mpsc::Sender<Decoded>,
 ) {
-    let from = feeds.iter().map(|feed| feed.position()).min().unwrap_or(0) + 1;
     let mut subscription = subscribe(store, from);
     loop {
-        feeds.retain(|feed| !feed.is_retired());
-        if feeds.is_empty() {
-            return;
-        }
-        let batch = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop) => {
-                for feed in &feeds {
-                    feed.stop("the projection runner was stopped");
-                }
-                return;
-            }
-            batch = subscription.next_batch() => batch,
-        };
-        let batch = match batch {
+        let batch = match subscription.next_batch().await {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::error!(%error, "projection runner: the subscription failed");
-                for feed in &feeds {
-                    feed.stop(&format!("the store subscription failed: {error}"));
-                }
+                let reason = format!("the store subscription failed: {error}");
+                let _ = decoded.send((Vec::new(), Some(reason))).await;
                 return;
             }
         };
         let mut events = Vec::with_capacity(batch.len());
+        let mut failure = None;
         for recorded in &batch {
             match AppliedEvent::decode(recorded) {
                 Ok(event) => events.push(event),
@@ -384,21 +377,54 @@ async fn run<S: EventStore + ?Sized>(
                         recorded.position
                     );
                     tracing::error!(%reason, "projection runner stopped");
-                    // Apply what came before it, then stop: a read model never skips a fact.
-                    for feed in &feeds {
-                        for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
-                            feed.apply_chunk(chunk);
-                        }
-                        feed.stop(&reason);
-                    }
-                    return;
+                    failure = Some(reason);
+                    break;
                 }
             }
         }
+        let stopping = failure.is_some();
+        if decoded.send((events, failure)).await.is_err() || stopping {
+            return;
+        }
+    }
+}
+
+async fn run<S: EventStore + ?Sized>(
+    store: Arc<S>,
+    mut feeds: Vec<Arc<dyn Feed>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let from = feeds.iter().map(|feed| feed.position()).min().unwrap_or(0) + 1;
+    let (sender, mut decoded) = tokio::sync::mpsc::channel(DECODED_BATCHES_QUEUED_MAX);
+    let reader = tokio::spawn(read_and_decode(store, from, sender));
+    let stopped = loop {
+        feeds.retain(|feed| !feed.is_retired());
+        if feeds.is_empty() {
+            break None;
+        }
+        let batch = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break Some("the projection runner was stopped".to_string()),
+            batch = decoded.recv() => batch,
+        };
+        let Some((events, failure)) = batch else {
+            break Some("the projection runner's reader ended".to_string());
+        };
         for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
             apply_to_all(&feeds, chunk);
             // Let queries and other tasks in between chunks of a long catch-up.
             tokio::task::yield_now().await;
+        }
+        // A read model never skips a fact: what came before a failure is applied, then
+        // every instance stops with the reason.
+        if failure.is_some() {
+            break failure;
+        }
+    };
+    reader.abort();
+    if let Some(reason) = stopped {
+        for feed in &feeds {
+            feed.stop(&reason);
         }
     }
 }

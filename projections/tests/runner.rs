@@ -275,3 +275,58 @@ async fn a_rebuild_serves_from_the_old_instance_until_it_switches() {
     assert_eq!(encoded(&models), encoded(&scratch));
     let _ = <projections::family_tree::FamilyTree as Projection>::NAME;
 }
+
+#[tokio::test]
+async fn an_undecodable_event_stops_the_models_after_the_facts_before_it() {
+    use ledger::store::{
+        Actor, AppendRequest, CommandId, EventType, ProposedEvent, ServiceName, StreamId,
+    };
+    let world = World::new().await;
+    small_world(&world, 2).await;
+    let before = world.head().await;
+    world
+        .store
+        .append(AppendRequest {
+            command_id: CommandId::new("from-the-future").unwrap(),
+            correlation_id: None,
+            causation_id: None,
+            actor: Actor {
+                service: ServiceName::new("newer-code").unwrap(),
+                on_behalf_of: None,
+            },
+            expectations: Vec::new(),
+            events: vec![ProposedEvent {
+                stream_id: StreamId::new("record-r0").unwrap(),
+                event_type: EventType::new("RecordRemastered").unwrap(),
+                schema_version: 1,
+                payload: vec![1, 2, 3],
+            }],
+        })
+        .await
+        .unwrap();
+    let models = ReadModels::start(world.store.clone(), None).await;
+    let error = models
+        .family_tree
+        .query(before + 1, WAIT, |_| ())
+        .await
+        .unwrap_err();
+    match error {
+        QueryError::Stopped {
+            reached, reason, ..
+        } => {
+            assert_eq!(reached, before, "every fact before it was applied");
+            assert!(
+                reason.contains(&format!("position {}", before + 1)),
+                "{reason}"
+            );
+            assert!(reason.contains("RecordRemastered"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let sources = models
+        .family_tree
+        .query(before, WAIT, |m| m.sources(&record("r1")))
+        .await
+        .unwrap();
+    assert_eq!(sources.value.unwrap().len(), 1);
+}
