@@ -187,9 +187,114 @@ fn line_rule(c: &mut Criterion) {
     });
 }
 
+/// Commands through the decider and the embedded store (durable, fsync'd): `callers`
+/// tasks each upload records one after another, so their appends share group commits.
+fn decider_throughput(c: &mut Criterion) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use ledger::decider::{CommandEnvelope, Decider};
+    use ledger::domain::commands::{RegisterMember, StartProject, UploadRecord};
+    use ledger::domain::privacy::FileKeyVault;
+    use ledger::store::{Actor, CommandId, EmbeddedOptions, EmbeddedStore, ServiceName};
+    use ledger::time::SystemClock;
+
+    const COMMANDS_PER_ITERATION: u64 = 1_000;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let (handle, _task) = runtime.block_on(async {
+        let (store, _) =
+            EmbeddedStore::open(directory.path().join("log"), EmbeddedOptions::default())
+                .await
+                .unwrap();
+        let vault = Arc::new(FileKeyVault::open(directory.path().join("keys")).unwrap());
+        Decider::start(Arc::new(store), Arc::new(SystemClock), vault)
+            .await
+            .unwrap()
+    });
+    let next = Arc::new(AtomicU64::new(0));
+    let envelope = move |command: Command, next: &AtomicU64| CommandEnvelope {
+        command_id: CommandId::new(format!("c{}", next.fetch_add(1, Ordering::Relaxed))).unwrap(),
+        correlation_id: None,
+        causation_id: None,
+        actor: Actor {
+            service: ServiceName::new("bench").unwrap(),
+            on_behalf_of: None,
+        },
+        command,
+    };
+    runtime.block_on(async {
+        let member = MemberId::new("m").unwrap();
+        handle
+            .execute(envelope(
+                Command::RegisterMember(RegisterMember {
+                    member_id: member,
+                    handle: "m".into(),
+                    personal_data: SealedPersonalData {
+                        nonce: [0; 12],
+                        ciphertext: Vec::new(),
+                    },
+                }),
+                &next,
+            ))
+            .await
+            .unwrap();
+        handle
+            .execute(envelope(
+                Command::StartProject(StartProject {
+                    project_id: ProjectId::new("p").unwrap(),
+                    title: "p".into(),
+                }),
+                &next,
+            ))
+            .await
+            .unwrap();
+    });
+    let mut group = c.benchmark_group("decider_durable_uploads");
+    group.throughput(criterion::Throughput::Elements(COMMANDS_PER_ITERATION));
+    for callers in [1u64, 10, 250] {
+        group.bench_function(format!("{callers}_callers"), |b| {
+            b.to_async(&runtime).iter(|| {
+                let handle = handle.clone();
+                let next = next.clone();
+                async move {
+                    let tasks = (0..callers).map(|_| {
+                        let handle = handle.clone();
+                        let next = next.clone();
+                        async move {
+                            for _ in 0..COMMANDS_PER_ITERATION / callers {
+                                let id = next.load(Ordering::Relaxed);
+                                let command = Command::UploadRecord(UploadRecord {
+                                    record_id: RecordId::new(format!(
+                                        "r{id}-{}",
+                                        next.fetch_add(1, Ordering::Relaxed)
+                                    ))
+                                    .unwrap(),
+                                    project_id: ProjectId::new("p").unwrap(),
+                                    contributor: MemberId::new("m").unwrap(),
+                                    kind: RecordKind::Audio,
+                                    title: "a take".into(),
+                                    media: MediaRef {
+                                        blake3: [3; 32],
+                                        size_bytes: 1_000,
+                                    },
+                                    licence_terms_version: "2026-01".into(),
+                                });
+                                handle.execute(envelope(command, &next)).await.unwrap();
+                            }
+                        }
+                    });
+                    futures::future::join_all(tasks).await;
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = cycle_check, line_rule
+    targets = cycle_check, line_rule, decider_throughput
 }
 criterion_main!(benches);

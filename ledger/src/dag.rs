@@ -10,10 +10,40 @@
 //! with the order and cost O(1); a late citation that disagrees with the order searches
 //! only the nodes whose order lies between its two ends, never the whole tree.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// A node: dense, assigned in insertion order from 0.
 pub type NodeId = u32;
+
+/// Node ids are dense integers: Fibonacci hashing spreads them well and costs one multiply,
+/// where the default SipHash dominated the searches.
+#[derive(Default)]
+struct NodeHasher(u64);
+
+impl Hasher for NodeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type NodeSet = HashSet<NodeId, BuildHasherDefault<NodeHasher>>;
+
+fn node_set(first: NodeId) -> NodeSet {
+    let mut set = NodeSet::default();
+    set.insert(first);
+    set
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EdgeError {
@@ -99,17 +129,53 @@ impl Dag {
     }
 
     /// Whether `from → to` may be added without closing a cycle. Read-only, so `decide`
-    /// can ask it of a shared state. O(1) when the edge agrees with the order.
+    /// can ask it of a shared state. O(1) when the edge agrees with the order; otherwise a
+    /// search from both ends inside the order interval between them, which stops as soon
+    /// as either side runs out, so it costs the smaller of the two regions.
     pub fn check_edge(&self, from: NodeId, to: NodeId) -> Result<(), EdgeError> {
         self.check_nodes(from, to)?;
         let upper = self.order[from as usize];
-        if self.order[to as usize] > upper {
+        let lower = self.order[to as usize];
+        if lower > upper {
             return Ok(());
         }
-        if self.forward_region(to, upper).is_none() {
+        if self.path_exists(to, from, lower, upper) {
             return Err(EdgeError::Cycle { from, to });
         }
         Ok(())
+    }
+
+    /// Whether `start` reaches `target`, with `order[start] = lower < upper =
+    /// order[target]`: every node of such a path has its order in [lower, upper].
+    fn path_exists(&self, start: NodeId, target: NodeId, lower: u32, upper: u32) -> bool {
+        let mut forward_seen = node_set(start);
+        let mut backward_seen = node_set(target);
+        let mut forward = vec![start];
+        let mut backward = vec![target];
+        while !forward.is_empty() && !backward.is_empty() {
+            if forward.len() <= backward.len() {
+                let node = forward.pop().expect("not empty");
+                for &child in &self.children[node as usize] {
+                    if backward_seen.contains(&child) {
+                        return true;
+                    }
+                    if self.order[child as usize] < upper && forward_seen.insert(child) {
+                        forward.push(child);
+                    }
+                }
+            } else {
+                let node = backward.pop().expect("not empty");
+                for &parent in &self.parents[node as usize] {
+                    if forward_seen.contains(&parent) {
+                        return true;
+                    }
+                    if self.order[parent as usize] > lower && backward_seen.insert(parent) {
+                        backward.push(parent);
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// Adds `from → to` (a duplicate edge is a no-op), reordering the affected region.
@@ -138,7 +204,7 @@ impl Dag {
     fn forward_region(&self, start: NodeId, upper: u32) -> Option<Vec<NodeId>> {
         let mut seen = vec![start];
         let mut stack = vec![start];
-        let mut visited = std::collections::HashSet::from([start]);
+        let mut visited = node_set(start);
         while let Some(node) = stack.pop() {
             for &child in &self.children[node as usize] {
                 let order = self.order[child as usize];
@@ -158,7 +224,7 @@ impl Dag {
     fn backward_region(&self, start: NodeId, lower: u32) -> Vec<NodeId> {
         let mut seen = vec![start];
         let mut stack = vec![start];
-        let mut visited = std::collections::HashSet::from([start]);
+        let mut visited = node_set(start);
         while let Some(node) = stack.pop() {
             for &parent in &self.parents[node as usize] {
                 if self.order[parent as usize] > lower && visited.insert(parent) {
@@ -203,7 +269,7 @@ impl Dag {
         if start as usize >= self.node_count() {
             return walk;
         }
-        let mut visited = std::collections::HashSet::from([start]);
+        let mut visited = node_set(start);
         let mut queue = VecDeque::from([(start, 0u32)]);
         while let Some((node, depth)) = queue.pop_front() {
             for &next in &edges[node as usize] {

@@ -143,17 +143,19 @@ impl DeciderHandle {
     }
 }
 
-/// What the decider knows of a command id.
+/// What the decider knows of a durable command: small, because there is one per command
+/// ever decided. The full `AppendResult` of a retry is read back from the log.
 struct Known {
     /// `None` for commands found in the log at start: the log keeps their events, not
     /// the command, so a reused id is then answered with the original result.
-    fingerprint: Option<[u8; 32]>,
-    result: AppendResult,
+    fingerprint: Option<u128>,
+    first_position: Position,
+    last_position: Position,
 }
 
 /// A command whose append is not durable yet; retries of it wait for the same answer.
 struct Pending {
-    fingerprint: [u8; 32],
+    fingerprint: u128,
     waiters: Vec<Reply>,
     /// Destroy this member's key once the erasure is durable.
     erase_key_of: Option<MemberId>,
@@ -243,16 +245,28 @@ impl<S: EventStore> Decider<S> {
     async fn on_command(&mut self, envelope: CommandEnvelope, reply: Reply) {
         let fingerprint = envelope.command.fingerprint();
         if let Some(known) = self.known.get(&envelope.command_id) {
-            let answer = match known.fingerprint {
-                Some(original) if original != fingerprint => Err(CommandError::CommandIdReused {
+            if known
+                .fingerprint
+                .is_some_and(|original| original != fingerprint)
+            {
+                let _ = reply.send(Err(CommandError::CommandIdReused {
                     command_id: envelope.command_id,
-                }),
-                _ => Ok(CommandOutcome {
-                    append: known.result.clone(),
-                    replayed: true,
-                }),
-            };
-            let _ = reply.send(answer);
+                }));
+                return;
+            }
+            // Read the original result back in another task: the decider does not wait.
+            let store = Arc::clone(&self.store);
+            let (first, last) = (known.first_position, known.last_position);
+            tokio::spawn(async move {
+                let answer = append_result_from_log(store.as_ref(), first, last)
+                    .await
+                    .map(|append| CommandOutcome {
+                        append,
+                        replayed: true,
+                    })
+                    .map_err(CommandError::from);
+                let _ = reply.send(answer);
+            });
             return;
         }
         if let Some(pending) = self.pending.get_mut(&envelope.command_id) {
@@ -332,7 +346,8 @@ impl<S: EventStore> Decider<S> {
                     command_id,
                     Known {
                         fingerprint: Some(pending.fingerprint),
-                        result: append.clone(),
+                        first_position: append.first_position,
+                        last_position: append.last_position,
                     },
                 );
                 for waiter in pending.waiters {
@@ -384,32 +399,51 @@ async fn rebuild<S: EventStore + ?Sized>(
             })?;
             evolve(&mut state, &event);
             // An append's events are contiguous and share its command id.
-            let entry = known
-                .entry(recorded.command_id.clone())
-                .or_insert_with(|| Known {
+            known
+                .entry(recorded.command_id)
+                .and_modify(|entry| entry.last_position = recorded.position)
+                .or_insert(Known {
                     fingerprint: None,
-                    result: AppendResult {
-                        first_position: recorded.position,
-                        last_position: recorded.position,
-                        stream_versions: Vec::new(),
-                        recorded_at: recorded.recorded_at,
-                    },
+                    first_position: recorded.position,
+                    last_position: recorded.position,
                 });
-            let result = &mut entry.result;
-            result.last_position = recorded.position;
-            match result
-                .stream_versions
-                .iter_mut()
-                .find(|(stream, _)| *stream == recorded.stream_id)
-            {
-                Some((_, version)) => *version = recorded.stream_version,
-                None => result
-                    .stream_versions
-                    .push((recorded.stream_id.clone(), recorded.stream_version)),
-            }
         }
     }
     Ok((state, known))
+}
+
+/// The result of the append that wrote positions `first..=last`, from its events.
+async fn append_result_from_log<S: EventStore + ?Sized>(
+    store: &S,
+    first: Position,
+    last: Position,
+) -> Result<AppendResult, StoreError> {
+    let count = usize::try_from(last - first + 1).expect("an append has at most 10,000 events");
+    let events = store.read_all(first, count).await?;
+    let Some(head) = events.first() else {
+        return Err(StoreError::Unavailable(format!(
+            "position {first} is not in the log"
+        )));
+    };
+    let mut result = AppendResult {
+        first_position: first,
+        last_position: last,
+        stream_versions: Vec::new(),
+        recorded_at: head.recorded_at,
+    };
+    for event in &events {
+        match result
+            .stream_versions
+            .iter_mut()
+            .find(|(stream, _)| *stream == event.stream_id)
+        {
+            Some((_, version)) => *version = event.stream_version,
+            None => result
+                .stream_versions
+                .push((event.stream_id.clone(), event.stream_version)),
+        }
+    }
+    Ok(result)
 }
 
 /// An erasure recorded in the log whose key survived (a crash between the two): destroy it.

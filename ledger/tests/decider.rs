@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::harness::Harness;
+use std::sync::atomic::Ordering;
+
+use common::harness::{Harness, SyncFailures};
 use common::*;
 use ledger::decider::{CommandError, CommandOutcome};
 use ledger::domain::commands::*;
@@ -36,8 +38,8 @@ async fn with_fixture() -> Harness {
     harness
 }
 
-async fn assert_refusals_write_nothing(harness: &Harness) {
-    for refusal in refusals() {
+async fn assert_refusals_write_nothing(harness: &Harness, refusals: Vec<Refusal>) {
+    for refusal in refusals {
         harness.clock.set(refusal.at);
         let head = harness.head().await;
         let result = harness.execute(refusal.command).await;
@@ -61,11 +63,11 @@ async fn refusals_write_nothing_before_and_after_a_restart() {
         fixture().len() as u64,
         "one event per fixture command"
     );
-    assert_refusals_write_nothing(&harness).await;
+    assert_refusals_write_nothing(&harness, refusals()).await;
     // The state rebuilt from the log refuses the same commands for the same reasons.
     let harness = harness.restart().await;
     assert_eq!(harness.head().await, head);
-    assert_refusals_write_nothing(&harness).await;
+    assert_refusals_write_nothing(&harness, refusals()).await;
 }
 
 #[tokio::test]
@@ -75,18 +77,7 @@ async fn refusals_of_the_later_states_write_nothing() {
         harness.clock.set(at);
         harness.ok(command).await;
     }
-    for refusal in late_refusals() {
-        harness.clock.set(refusal.at);
-        let head = harness.head().await;
-        let result = harness.execute(refusal.command).await;
-        assert_eq!(rejection(result), refusal.expected, "{}", refusal.name);
-        assert_eq!(
-            harness.head().await,
-            head,
-            "{} wrote to the log",
-            refusal.name
-        );
-    }
+    assert_refusals_write_nothing(&harness, late_refusals()).await;
 }
 
 #[tokio::test]
@@ -193,6 +184,62 @@ async fn a_second_writer_is_caught_by_expected_versions_and_the_state_is_rebuilt
     assert!(harness
         .handle
         .inspect(|state| state.record(&record("late")).is_none())
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_the_commands_built_on_it_and_the_state_is_rebuilt() {
+    let faults = Arc::new(SyncFailures::default());
+    let harness = Harness::with_faults(faults.clone()).await;
+    harness.ok(start_project("p1")).await;
+    let head = harness.head().await;
+    faults.0.store(true, Ordering::SeqCst);
+    // The upload is decided on a state that already holds zed's registration.
+    let (registered, uploaded) = tokio::join!(
+        harness.execute_as("register-zed", register("zed")),
+        harness.execute_as("upload-zed", upload("z1", "p1", "zed")),
+    );
+    assert!(
+        matches!(registered, Err(CommandError::Store(_))),
+        "{registered:?}"
+    );
+    assert!(uploaded.is_err(), "{uploaded:?}");
+    assert_eq!(harness.head().await, head, "nothing was acknowledged");
+    // The decider rebuilt its state from the durable log: zed is not there.
+    assert!(harness
+        .handle
+        .inspect(|state| state.member(&member("zed")).is_none())
+        .await
+        .unwrap());
+    // The store stays failed until it is reopened; the decider says so and writes nothing.
+    faults.0.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        harness.execute(register("yan")).await,
+        Err(CommandError::Store(_))
+    ));
+    // Reopened, the callers retry with the same command ids and both land exactly once
+    // (whether or not the failed commit's bytes survived the failed sync).
+    let harness = harness.restart().await;
+    harness
+        .execute_as("register-zed", register("zed"))
+        .await
+        .unwrap();
+    harness
+        .execute_as("upload-zed", upload("z1", "p1", "zed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejection(harness.execute(register("zed")).await),
+        Rejection::AlreadyExists {
+            field: "member_id",
+            entity: ledger::domain::rejection::Entity::Member,
+            id: "zed".into()
+        }
+    );
+    assert!(harness
+        .handle
+        .inspect(|state| state.record(&record("z1")).is_some())
         .await
         .unwrap());
 }

@@ -16,10 +16,10 @@ use ledger::money::{self, Money};
 use ledger::store::{validate_append, Actor, AppendRequest, CommandId, ServiceName};
 use proptest::prelude::*;
 
-#[test]
-fn every_refusal_names_its_field_and_rule() {
-    let world = World::with_fixture();
-    for refusal in refusals() {
+/// Each refusal against its own copy of `world`'s state, so none can change what the next
+/// one sees.
+fn assert_refused(world: &World, refusals: Vec<Refusal>) {
+    for refusal in refusals {
         let mut attempt = World {
             state: world.state.clone(),
             now: refusal.at,
@@ -30,21 +30,18 @@ fn every_refusal_names_its_field_and_rule() {
 }
 
 #[test]
+fn every_refusal_names_its_field_and_rule() {
+    assert_refused(&World::with_fixture(), refusals());
+}
+
+#[test]
 fn every_refusal_of_the_later_states_names_its_field_and_rule() {
     let mut world = World::with_fixture();
     for (at, command) in late_fixture() {
         world.now = at;
         world.ok(command);
     }
-    for refusal in late_refusals() {
-        world.now = refusal.at;
-        assert_eq!(
-            world.refused(refusal.command),
-            refusal.expected,
-            "{}",
-            refusal.name
-        );
-    }
+    assert_refused(&world, late_refusals());
 }
 
 #[test]
@@ -608,6 +605,60 @@ proptest! {
                 Err(other) => prop_assert!(false, "unexpected {}", other),
             }
             prop_assert!(world.state.tree().order_is_topological());
+        }
+    }
+
+    /// Whatever revenue, expenses and distributions come in whatever order, each
+    /// distribution brings the production's pools up to the entitlement at its cut-off
+    /// and no further, and the pools never exceed an entitlement the production reached.
+    #[test]
+    fn pools_never_exceed_the_entitlement(steps in prop::collection::vec((0u8..3, 1i64..=2_000_000), 1..25)) {
+        let mut world = World::new();
+        world.ok(register("m"));
+        world.ok(start_project("p"));
+        world.ok(upload("r", "p", "m"));
+        world.ok(open_production("pr", "p"));
+        world.ok(include("pr", "r"));
+        let (mut revenue_total, mut expense_total) = (usd("0"), usd("0"));
+        let mut entitlement_max = usd("0");
+        for (index, (kind, cents)) in steps.into_iter().enumerate() {
+            let amount = Money::from_minor_units(cents, ledger::money::Currency::USD);
+            match kind {
+                0 => {
+                    world.ok(revenue("pr", amount));
+                    revenue_total = revenue_total.checked_add(amount).unwrap();
+                }
+                1 => {
+                    world.ok(expense("pr", amount));
+                    expense_total = expense_total.checked_add(amount).unwrap();
+                }
+                _ => {
+                    let id = format!("d{index}");
+                    match world.run(&propose(&id, "pr", vec![line("m", "1", &["r"])])) {
+                        Ok(_) => {
+                            world.now = world.now.saturating_add(15 * DAY);
+                            world.ok(finalize(&id));
+                            let entitled = money::entitlement(
+                                revenue_total.checked_sub(expense_total).unwrap(),
+                                ledger::money::ArtistShare::half(),
+                            );
+                            let pools = world.state.production(&production("pr")).unwrap().pools_total;
+                            prop_assert_eq!(pools, entitled);
+                        }
+                        Err(Rejection::Pool(_)) => {}
+                        Err(other) => prop_assert!(false, "unexpected {}", other),
+                    }
+                }
+            }
+            let entitled = money::entitlement(
+                revenue_total.checked_sub(expense_total).unwrap(),
+                ledger::money::ArtistShare::half(),
+            );
+            if entitled.amount() > entitlement_max.amount() {
+                entitlement_max = entitled;
+            }
+            let pools = world.state.production(&production("pr")).unwrap().pools_total;
+            prop_assert!(pools.amount() <= entitlement_max.amount());
         }
     }
 

@@ -379,6 +379,79 @@ async fn a_tv_episode_with_426_contributors_is_paid_to_the_cent() {
     audit(&harness).await;
 }
 
+/// The largest production the limits allow: 10,000 lines with long rationales, proposed
+/// in one append split over many events, finalized, paid in one append of 10,000 events,
+/// and rebuilt from the log after a restart.
+#[tokio::test]
+async fn ten_thousand_lines_go_through_the_store_and_back() {
+    const LINES: usize = 10_000;
+    let harness = Harness::new().await;
+    harness.ok(start_project("big")).await;
+    harness.ok(open_production("big-tv", "big")).await;
+    let member_id = |i: usize| format!("m{i:05}");
+    all_ok(
+        &harness,
+        (0..LINES).map(|i| register(&member_id(i))).collect(),
+    )
+    .await;
+    all_ok(
+        &harness,
+        (0..LINES)
+            .map(|i| upload(&format!("r{i}"), "big", &member_id(i)))
+            .collect(),
+    )
+    .await;
+    all_ok(
+        &harness,
+        (0..LINES)
+            .map(|i| include("big-tv", &format!("r{i}")))
+            .collect(),
+    )
+    .await;
+    harness.ok(revenue("big-tv", usd("1000000"))).await;
+    let lines: Vec<Line> = (0..LINES)
+        .map(|i| Line {
+            rationale: "r".repeat(1_000),
+            ..line(&member_id(i), WEIGHTS[i % 4], &[&format!("r{i}")])
+        })
+        .collect();
+    let proposed = harness.ok(propose("big-d1", "big-tv", lines)).await;
+    assert!(
+        proposed.append.last_position - proposed.append.first_position + 1 > 20,
+        "one append, many events"
+    );
+    harness.clock.set(t0().saturating_add(DAY * 15));
+    harness.ok(finalize("big-d1")).await;
+    let paid = harness
+        .ok(Command::IssuePayouts(IssuePayouts::Distribution(
+            distribution("big-d1"),
+        )))
+        .await;
+    assert_eq!(
+        paid.append.last_position - paid.append.first_position + 1,
+        LINES as u64
+    );
+
+    let (line_count, before) = big_distribution(&harness).await;
+    assert_eq!(line_count, LINES);
+    assert_eq!(money::sum(Currency::USD, &before).unwrap(), usd("500000"));
+    let harness = harness.restart().await;
+    let (line_count, after) = big_distribution(&harness).await;
+    assert_eq!(line_count, LINES);
+    assert_eq!(after, before);
+}
+
+async fn big_distribution(harness: &Harness) -> (usize, Vec<Money>) {
+    harness
+        .handle
+        .inspect(|s| {
+            let d = s.distribution(&distribution("big-d1")).unwrap();
+            (d.lines.len(), d.amounts.clone().unwrap())
+        })
+        .await
+        .unwrap()
+}
+
 /// An auditor's replay: decode every event from the first, recompute the pool and the
 /// amounts with the rules, and compare them with what was recorded.
 async fn audit(harness: &Harness) {

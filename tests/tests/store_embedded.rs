@@ -164,3 +164,80 @@ async fn segments_keep_their_size_when_the_option_changes() {
     assert!(events[..20].iter().all(|e| e.payload == vec![1u8; 700]));
     assert!(events[20..].iter().all(|e| e.payload == vec![2u8; 700]));
 }
+
+/// Fails the `fdatasync` of the commit after `healthy_syncs` good ones.
+struct FailingSync {
+    healthy_syncs: std::sync::atomic::AtomicU32,
+}
+
+impl ledger::store::embedded::IoFaults for FailingSync {
+    fn before(&self, operation: ledger::store::embedded::IoOperation) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if operation != ledger::store::embedded::IoOperation::Sync {
+            return Ok(());
+        }
+        match self
+            .healthy_syncs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        {
+            Ok(_) => Ok(()),
+            Err(_) => Err(std::io::Error::other("injected fdatasync failure")),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_fdatasync_fails_the_store_until_it_is_reopened() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        faults: Some(std::sync::Arc::new(FailingSync {
+            healthy_syncs: 3.into(),
+        })),
+        ..small_segments()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        store
+            .append(append(&format!("ok-{i}"), &[], vec![event("s-1", b"x")]))
+            .await
+            .unwrap();
+    }
+    let error = store
+        .append(append("failed", &[], vec![event("s-1", b"y")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Unavailable(ref why) if why.contains("injected fdatasync failure")),
+        "{error}"
+    );
+    // The outcome of the failed commit is unknown, so nothing after it is accepted.
+    let error = store
+        .append(append("after", &[], vec![event("s-1", b"z")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+    assert_eq!(
+        store.head().await.unwrap().position,
+        3,
+        "readers never see the unsynced commit"
+    );
+    assert_eq!(store.read_all(1, 10).await.unwrap().len(), 3);
+    store.close().await;
+    drop(store);
+    // Reopening re-reads the disk: the three acknowledged appends are there; the failed one
+    // may be (its bytes reached the file), and a retry with its command id is answered
+    // either way without writing twice.
+    let (store, report) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    assert!(report.head.position >= 3);
+    let retried = store
+        .append(append("failed", &[], vec![event("s-1", b"y")]))
+        .await
+        .unwrap();
+    assert_eq!(retried.first_position, 4);
+    assert_eq!(store.head().await.unwrap().position, 4);
+    conformance::read_everything(&store).await;
+}

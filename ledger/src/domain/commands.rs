@@ -211,7 +211,7 @@ impl Command {
     /// A digest of what the command asks for, to tell a retry (same digest) from a reused
     /// command id (different digest). Sealed personal data is left out: sealing a retry
     /// again gives a new nonce, and a digest of the plain text would outlive erasure.
-    pub fn fingerprint(&self) -> [u8; 32] {
+    pub fn fingerprint(&self) -> u128 {
         let mut hasher = blake3::Hasher::new_derive_key("stemma command fingerprint v1");
         let bytes = match self {
             Command::RegisterMember(register) => super::events::encode_payload(&(
@@ -222,6 +222,8 @@ impl Command {
             other => super::events::encode_payload(other),
         };
         hasher.update(&bytes);
-        *hasher.finalize().as_bytes()
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        u128::from_le_bytes(digest)
     }
 }

@@ -41,13 +41,7 @@ pub fn decide(
         Command::OpenProduction(c) => open_production(state, c),
         Command::IncludeRecord(c) => include_record(state, c),
         Command::RecordRevenue(c) => {
-            let production = production(state, &c.production_id)?;
-            let amount = production_amount(production, "amount", c.amount, true)?;
-            length(
-                "description",
-                &c.description,
-                limits::REASON_LENGTH_BYTES_MAX,
-            )?;
+            let amount = money_entry(state, &c.production_id, c.amount, &c.description, true)?;
             Ok(vec![RevenueRecorded {
                 production_id: c.production_id.clone(),
                 amount,
@@ -56,13 +50,7 @@ pub fn decide(
             .into()])
         }
         Command::RecordExpense(c) => {
-            let production = production(state, &c.production_id)?;
-            let amount = production_amount(production, "amount", c.amount, false)?;
-            length(
-                "description",
-                &c.description,
-                limits::REASON_LENGTH_BYTES_MAX,
-            )?;
+            let amount = money_entry(state, &c.production_id, c.amount, &c.description, false)?;
             Ok(vec![ExpenseRecorded {
                 production_id: c.production_id.clone(),
                 amount,
@@ -241,6 +229,20 @@ fn production_amount(
     total
         .checked_add(amount)
         .map_err(|error| Rejection::Money { field, error })?;
+    Ok(amount)
+}
+
+/// A revenue or expense entry: a positive amount in the production's currency, with a
+/// bounded description.
+fn money_entry(
+    state: &State,
+    production_id: &ProductionId,
+    amount: Money,
+    description: &str,
+    revenue: bool,
+) -> Result<Money, Rejection> {
+    let amount = production_amount(production(state, production_id)?, "amount", amount, revenue)?;
+    length("description", description, limits::REASON_LENGTH_BYTES_MAX)?;
     Ok(amount)
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ledger::decider::{CommandEnvelope, CommandError, CommandOutcome, Decider, DeciderHandle};
 use ledger::domain::privacy::FileKeyVault;
 use ledger::domain::Command;
+use ledger::store::embedded::{IoFaults, IoOperation};
 use ledger::store::{
     Actor, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, OnBehalfOf, ServiceName,
 };
@@ -22,11 +23,26 @@ pub struct Harness {
     next_command: std::sync::atomic::AtomicU64,
 }
 
-fn options(clock: &Arc<ManualClock>) -> EmbeddedOptions {
+fn options(clock: &Arc<ManualClock>, faults: Option<Arc<dyn IoFaults>>) -> EmbeddedOptions {
     EmbeddedOptions {
-        segment_size_bytes: 16 * 1024 * 1024,
+        // Larger than the largest append (32 MiB), which must fit one segment.
+        segment_size_bytes: 40 * 1024 * 1024,
         clock: clock.clone(),
+        faults,
         ..EmbeddedOptions::default()
+    }
+}
+
+/// Fails every `fdatasync` while switched on.
+#[derive(Default)]
+pub struct SyncFailures(pub std::sync::atomic::AtomicBool);
+
+impl IoFaults for SyncFailures {
+    fn before(&self, operation: IoOperation) -> std::io::Result<()> {
+        if operation == IoOperation::Sync && self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fdatasync failure"));
+        }
+        Ok(())
     }
 }
 
@@ -34,15 +50,23 @@ impl Harness {
     pub async fn new() -> Harness {
         let directory = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(t0()));
-        Harness::open(directory, clock, 0).await
+        Harness::open(directory, clock, 0, None).await
+    }
+
+    /// A harness whose store fails its `fdatasync`s while `faults` is switched on.
+    pub async fn with_faults(faults: Arc<SyncFailures>) -> Harness {
+        let directory = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        Harness::open(directory, clock, 0, Some(faults)).await
     }
 
     async fn open(
         directory: tempfile::TempDir,
         clock: Arc<ManualClock>,
         next_command: u64,
+        faults: Option<Arc<dyn IoFaults>>,
     ) -> Harness {
-        let (store, _) = EmbeddedStore::open(directory.path().join("log"), options(&clock))
+        let (store, _) = EmbeddedStore::open(directory.path().join("log"), options(&clock, faults))
             .await
             .unwrap();
         let store = Arc::new(store);
@@ -74,7 +98,7 @@ impl Harness {
         task.await.unwrap();
         store.close().await;
         drop(store);
-        Harness::open(directory, clock, next_command.into_inner()).await
+        Harness::open(directory, clock, next_command.into_inner(), None).await
     }
 
     pub fn envelope(command_id: &str, command: Command) -> CommandEnvelope {

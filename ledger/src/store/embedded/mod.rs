@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use recovery::TornTail;
 use segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+pub use writer::{IoFaults, IoOperation};
 use writer::{Shared, Writer, WriterLimits, WriterMessage};
 
 use super::error::{InvalidInput, StoreError};
@@ -53,6 +54,8 @@ pub struct EmbeddedOptions {
     pub commit_bytes_max: usize,
     /// Stamps `recorded_at`.
     pub clock: Arc<dyn Clock>,
+    /// Failure injection for tests; `None` in production.
+    pub faults: Option<Arc<dyn IoFaults>>,
 }
 
 impl Default for EmbeddedOptions {
@@ -63,6 +66,7 @@ impl Default for EmbeddedOptions {
             commit_appends_max: 4_096,
             commit_bytes_max: 8 * 1024 * 1024,
             clock: Arc::new(SystemClock),
+            faults: None,
         }
     }
 }
@@ -195,6 +199,7 @@ impl EmbeddedStore {
             write_offset,
             active_segment_bytes,
             spare: None,
+            faults: options.faults.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("stemma-writer".into())
@@ -251,7 +256,7 @@ impl EventStore for EmbeddedStore {
         self.sender
             .send(WriterMessage::Append { request, reply })
             .await
-            .map_err(|_| StoreError::Closed)?;
+            .map_err(|_| self.check_not_failed().err().unwrap_or(StoreError::Closed))?;
         let shared = self.shared.clone();
         Ok(PendingAppend::new(async move {
             match result.await {

@@ -70,6 +70,22 @@ pub struct Writer {
     /// The active segment's size (segments keep the size they were created with).
     pub active_segment_bytes: u64,
     pub spare: Option<JoinHandle<std::io::Result<PathBuf>>>,
+    pub faults: Option<Arc<dyn IoFaults>>,
+}
+
+/// The writer's disk operations, as seen by a fault injector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoOperation {
+    /// The `pwrite` of one commit.
+    Write,
+    /// The `fdatasync` after it.
+    Sync,
+}
+
+/// Injects I/O failures into the writer, for tests of the failure paths: called before
+/// each operation; an error fails that operation as if the disk had returned it.
+pub trait IoFaults: Send + Sync + 'static {
+    fn before(&self, operation: IoOperation) -> std::io::Result<()>;
 }
 
 /// An append accepted into the commit being built.
@@ -153,9 +169,7 @@ impl Writer {
         queued: VecDeque<WriterMessage>,
         close: Option<oneshot::Sender<()>>,
     ) {
-        let why = format!("the writer stopped after an I/O error: {error}");
-        tracing::error!(%error, "event store writer failed; reopen the store to recover");
-        *self.shared.failure.lock().expect("failure lock") = Some(why.clone());
+        let why = self.record_failure(&error);
         self.receiver.close();
         let mut rest: Vec<WriterMessage> = queued.into_iter().collect();
         while let Ok(message) = self.receiver.try_recv() {
@@ -174,6 +188,18 @@ impl Writer {
         if let Some(done) = close {
             let _ = done.send(());
         }
+    }
+
+    /// Marks the store failed; returns the reason every later append is given.
+    fn record_failure(&self, error: &StoreError) -> String {
+        let mut failure = self.shared.failure.lock().expect("failure lock");
+        if let Some(why) = &*failure {
+            return why.clone();
+        }
+        let why = format!("the writer stopped after an I/O error: {error}");
+        tracing::error!(%error, "event store writer failed; reopen the store to recover");
+        *failure = Some(why.clone());
+        why
     }
 
     /// Builds, writes and syncs one commit from `batch`. Returns the appends that did not
@@ -240,11 +266,22 @@ impl Writer {
         if commit.buffer.is_empty() {
             return Ok(carried);
         }
+        let mut written = Ok(());
         if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
-            self.roll(commit.first_position, head.hash)?;
+            written = self.roll(commit.first_position, head.hash);
         }
         commit.seal();
-        self.write_and_sync(&commit.buffer)?;
+        written = written.and_then(|()| self.write_and_sync(&commit.buffer));
+        if let Err(error) = written {
+            // Record the failure before any appender can see its reply channel close.
+            let why = self.record_failure(&error);
+            for accepted in commit.accepted {
+                for reply in accepted.replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+                }
+            }
+            return Err(error);
+        }
         self.publish(commit);
         self.prepare_spare_when_half_full();
         Ok(carried)
@@ -439,7 +476,11 @@ impl Writer {
         let segment = index.segments.last().expect("a segment is open");
         let (file, path) = (segment.file.clone(), segment.path.clone());
         drop(index);
-        file.write_all_at(buffer, self.write_offset)
+        let faults = self.faults.as_deref();
+        let check = |operation| faults.map_or(Ok(()), |faults| faults.before(operation));
+        check(IoOperation::Write)
+            .and_then(|()| file.write_all_at(buffer, self.write_offset))
+            .and_then(|()| check(IoOperation::Sync))
             .and_then(|()| file.sync_data())
             .map_err(|e| StoreError::io(path, e))
     }
