@@ -1,5 +1,6 @@
 //! The `stemma` command line.
 
+mod projections;
 mod store;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ pub enum Command {
     /// Operate on the embedded event store directly.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Rebuild and inspect the read models.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,23 +87,28 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(async {
+    let outcome: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
         match cli.command {
             Command::Serve {
                 data,
                 listen,
                 config,
                 metrics_listen,
-            } => serve(data, listen, config, metrics_listen).await,
+            } => serve(data, listen, config, metrics_listen)
+                .await
+                .map_err(Into::into),
             Command::Demo {
                 server,
                 token_files,
                 tokens_dir,
                 window_seconds,
-            } => demo(server, token_files, tokens_dir, window_seconds).await,
+            } => demo(server, token_files, tokens_dir, window_seconds)
+                .await
+                .map_err(Into::into),
             Command::Store(StoreCommand::Status { data, json }) => {
-                store::status(&data, json).await.map_err(|e| e.to_string())
+                store::status(&data, json).await.map_err(Into::into)
             }
+            Command::Projections(command) => projections::run(command).await.map_err(Into::into),
         }
     });
     match outcome {

@@ -1,0 +1,714 @@
+//! Allocation state per distribution: status, the pool and what it was computed from, the
+//! current lines with weights and exact amounts, every version and amendment, the comments
+//! per line with their staff-reply status, the window, the blockers to finalization, the
+//! payouts and their states, and totals.
+//!
+//! The blockers follow `ledger::domain::decide::finalization_blockers` step by step, with
+//! the domain's own `Blocker` type and `money::split_pool`. That function takes the whole
+//! write-side `State`, which a read model does not hold, so the steps are repeated here on
+//! this model's data; `tests/allocation.rs` checks that both give the same blockers on the
+//! same histories.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ledger::domain::events::{CommentTarget, DomainEvent, Line, PayoutFor};
+use ledger::domain::ids::{CommentId, DistributionId, MemberId, PayoutId, ProductionId};
+use ledger::domain::Blocker;
+use ledger::money::{self, ArtistShare, Currency, Money};
+use ledger::store::Position;
+use ledger::time::Timestamp;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::interner::Interner;
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection};
+use crate::statement::PayoutState;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AllocationStatus {
+    /// Open for feedback and amendments; not final yet.
+    Proposed,
+    Finalized,
+    /// Finalized, payouts issued, and every one of them settled.
+    Paid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    Revenue,
+    Expense,
+    LeadFee { lead: MemberId },
+}
+
+/// A revenue or expense of a production, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoneyEntry {
+    pub position: Position,
+    pub recorded_at: Timestamp,
+    pub kind: EntryKind,
+    pub amount: Money,
+    pub description: String,
+}
+
+/// How a distribution's pool was computed (rule 4), with the entries behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolComputation {
+    pub revenue_total: Money,
+    pub expense_total: Money,
+    pub artist_share: ArtistShare,
+    pub earlier_pools: Money,
+    pub pool: Money,
+    /// Revenue recorded before the cut-off.
+    pub revenues: Vec<MoneyEntry>,
+    /// Expenses (lead fees among them) recorded before the cut-off.
+    pub expenses: Vec<MoneyEntry>,
+    /// The production's earlier distributions and their pools.
+    pub earlier_distributions: Vec<(DistributionId, Money)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionChange {
+    Proposed {
+        lines: Vec<Line>,
+    },
+    Amended {
+        reason: String,
+        answers: Vec<CommentId>,
+        removed: Vec<MemberId>,
+        /// Lines added or replaced.
+        lines: Vec<Line>,
+    },
+}
+
+/// One version of the proposal: the first, then one per amendment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// 1 for the proposal.
+    pub number: u32,
+    pub position: Position,
+    pub recorded_at: Timestamp,
+    pub change: VersionChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct CommentEntry {
+    comment_id: CommentId,
+    author: MemberId,
+    staff: bool,
+    line: Option<MemberId>,
+    reply_to: Option<CommentId>,
+    body: String,
+    position: Position,
+    recorded_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommentView {
+    pub comment_id: CommentId,
+    pub author: MemberId,
+    pub staff: bool,
+    /// The line it is about (replies inherit their parent's), or `None` for the whole
+    /// distribution.
+    pub line: Option<MemberId>,
+    pub reply_to: Option<CommentId>,
+    pub body: String,
+    pub position: Position,
+    pub recorded_at: Timestamp,
+    /// Staff comments replying to this one.
+    pub staff_replies: Vec<CommentId>,
+    /// For a member comment: it has a staff reply (rule 7). Staff comments need none.
+    pub answered: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineView {
+    pub member: MemberId,
+    pub weight: ledger::money::Weight,
+    pub rationale: String,
+    pub records: Vec<ledger::domain::ids::RecordId>,
+    /// The final amount once finalized; before, what the line rule gives for the current
+    /// weights.
+    pub amount: Money,
+    pub comments: Vec<CommentView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub position: Position,
+    /// `Pending` until the attempt settles or fails.
+    pub outcome: PayoutState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutView {
+    pub payout_id: PayoutId,
+    pub member: MemberId,
+    pub amount: Money,
+    /// The current attempt's outcome.
+    pub state: PayoutState,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Totals {
+    pub pool: Money,
+    pub line_count: usize,
+    pub weight_total: Decimal,
+    /// Σ line amounts: equals the pool whenever the lines can be finalized.
+    pub lines_total: Money,
+    pub comment_count: usize,
+    pub unanswered_count: usize,
+    pub issued_total: Money,
+    pub settled_total: Money,
+    pub pending_total: Money,
+    pub failed_total: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocationView {
+    pub distribution_id: DistributionId,
+    pub production_id: ProductionId,
+    pub status: AllocationStatus,
+    pub pool: PoolComputation,
+    pub published_at: Timestamp,
+    pub window_closes_at: Timestamp,
+    pub lines: Vec<LineView>,
+    /// Comments on the distribution as a whole, and on lines since removed.
+    pub other_comments: Vec<CommentView>,
+    pub versions: Vec<Version>,
+    /// Why it cannot be finalized at the `now` asked about (empty once finalized).
+    pub blockers: Vec<Blocker>,
+    pub finalized_at: Option<Timestamp>,
+    pub payouts: Vec<PayoutView>,
+    pub totals: Totals,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ProductionFacts {
+    currency: Currency,
+    artist_share: ArtistShare,
+    entries: Vec<MoneyEntry>,
+    /// Included records (nodes of `Allocations::records`), in order of inclusion.
+    included: Vec<u32>,
+    included_set: BTreeSet<u32>,
+    distributions: Vec<(DistributionId, Money)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DistributionState {
+    production_id: ProductionId,
+    pool: PoolComputation,
+    published_at: Timestamp,
+    window_closes_at: Timestamp,
+    lines: Vec<Line>,
+    versions: Vec<Version>,
+    comments: Vec<CommentEntry>,
+    /// Member comments without a staff reply, as the domain keeps them.
+    unanswered: BTreeSet<CommentId>,
+    final_amounts: Option<Vec<Money>>,
+    finalized_at: Option<Timestamp>,
+    payouts: Vec<PayoutView>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Allocations {
+    records: Interner,
+    members: Interner,
+    /// Indexed by record.
+    contributors: Vec<u32>,
+    productions: BTreeMap<ProductionId, ProductionFacts>,
+    distributions: BTreeMap<DistributionId, DistributionState>,
+    /// Line payouts: their distribution and index there.
+    payouts: BTreeMap<PayoutId, (DistributionId, usize)>,
+}
+
+fn upsert_lines(current: &mut Vec<Line>, lines: &[Line]) {
+    for line in lines {
+        match current.iter_mut().find(|l| l.member == line.member) {
+            Some(existing) => *existing = line.clone(),
+            None => current.push(line.clone()),
+        }
+    }
+}
+
+impl DistributionState {
+    fn amounts(&self) -> Vec<Money> {
+        match &self.final_amounts {
+            Some(amounts) => amounts.clone(),
+            None => {
+                let weights: Vec<_> = self.lines.iter().map(|line| line.weight).collect();
+                money::split_pool(self.pool.pool, &weights)
+            }
+        }
+    }
+
+    fn status(&self) -> AllocationStatus {
+        match &self.final_amounts {
+            None => AllocationStatus::Proposed,
+            Some(_) => {
+                let all_settled = !self.payouts.is_empty()
+                    && self
+                        .payouts
+                        .iter()
+                        .all(|p| matches!(p.state, PayoutState::Settled { .. }));
+                if all_settled {
+                    AllocationStatus::Paid
+                } else {
+                    AllocationStatus::Finalized
+                }
+            }
+        }
+    }
+}
+
+impl Allocations {
+    pub fn distribution_ids(&self) -> impl Iterator<Item = &DistributionId> {
+        self.distributions.keys()
+    }
+
+    /// The distribution as of the model's checkpoint, with the blockers to finalizing it
+    /// at `now`.
+    pub fn distribution(
+        &self,
+        distribution_id: &DistributionId,
+        now: Timestamp,
+    ) -> Option<AllocationView> {
+        let state = self.distributions.get(distribution_id)?;
+        let currency = state.pool.pool.currency();
+        let amounts = state.amounts();
+        let comment_views = self.comment_views(state);
+        let mut lines = Vec::with_capacity(state.lines.len());
+        for (line, amount) in state.lines.iter().zip(&amounts) {
+            lines.push(LineView {
+                member: line.member.clone(),
+                weight: line.weight,
+                rationale: line.rationale.clone(),
+                records: line.records.clone(),
+                amount: *amount,
+                comments: comment_views
+                    .iter()
+                    .filter(|c| c.line.as_ref() == Some(&line.member))
+                    .cloned()
+                    .collect(),
+            });
+        }
+        let other_comments = comment_views
+            .iter()
+            .filter(|c| {
+                c.line
+                    .as_ref()
+                    .is_none_or(|member| !state.lines.iter().any(|l| &l.member == member))
+            })
+            .cloned()
+            .collect();
+        let blockers = if state.final_amounts.is_none() {
+            self.blockers(state, now)
+        } else {
+            Vec::new()
+        };
+        let sum_where = |keep: fn(&PayoutState) -> bool| {
+            let amounts: Vec<Money> = state
+                .payouts
+                .iter()
+                .filter(|p| keep(&p.state))
+                .map(|p| p.amount)
+                .collect();
+            money::sum(currency, &amounts).expect("payouts share the pool's currency")
+        };
+        let totals = Totals {
+            pool: state.pool.pool,
+            line_count: state.lines.len(),
+            weight_total: state.lines.iter().map(|l| l.weight.value()).sum(),
+            lines_total: money::sum(currency, &amounts).expect("amounts share the currency"),
+            comment_count: state.comments.len(),
+            unanswered_count: state.unanswered.len(),
+            issued_total: sum_where(|_| true),
+            settled_total: sum_where(|s| matches!(s, PayoutState::Settled { .. })),
+            pending_total: sum_where(|s| matches!(s, PayoutState::Pending)),
+            failed_total: sum_where(|s| matches!(s, PayoutState::Failed { .. })),
+        };
+        Some(AllocationView {
+            distribution_id: distribution_id.clone(),
+            production_id: state.production_id.clone(),
+            status: state.status(),
+            pool: state.pool.clone(),
+            published_at: state.published_at,
+            window_closes_at: state.window_closes_at,
+            lines,
+            other_comments,
+            versions: state.versions.clone(),
+            blockers,
+            finalized_at: state.finalized_at,
+            payouts: state.payouts.clone(),
+            totals,
+        })
+    }
+
+    fn comment_views(&self, state: &DistributionState) -> Vec<CommentView> {
+        state
+            .comments
+            .iter()
+            .map(|comment| CommentView {
+                comment_id: comment.comment_id.clone(),
+                author: comment.author.clone(),
+                staff: comment.staff,
+                line: comment.line.clone(),
+                reply_to: comment.reply_to.clone(),
+                body: comment.body.clone(),
+                position: comment.position,
+                recorded_at: comment.recorded_at,
+                staff_replies: state
+                    .comments
+                    .iter()
+                    .filter(|reply| {
+                        reply.staff && reply.reply_to.as_ref() == Some(&comment.comment_id)
+                    })
+                    .map(|reply| reply.comment_id.clone())
+                    .collect(),
+                answered: comment.staff || !state.unanswered.contains(&comment.comment_id),
+            })
+            .collect()
+    }
+
+    /// `finalization_blockers` of the domain, step by step, on this model's data.
+    fn blockers(&self, state: &DistributionState, now: Timestamp) -> Vec<Blocker> {
+        let mut blockers = Vec::new();
+        if now < state.window_closes_at {
+            blockers.push(Blocker::WindowOpen {
+                closes_at: state.window_closes_at,
+            });
+        }
+        if !state.unanswered.is_empty() {
+            blockers.push(Blocker::UnansweredComments {
+                comment_ids: state.unanswered.iter().cloned().collect(),
+            });
+        }
+        let weights: Vec<_> = state.lines.iter().map(|line| line.weight).collect();
+        let amounts = money::split_pool(state.pool.pool, &weights);
+        if let Some(production) = self.productions.get(&state.production_id) {
+            let contributors: BTreeSet<MemberId> = production
+                .included
+                .iter()
+                .map(|record| {
+                    MemberId::new(self.members.resolve(self.contributors[*record as usize]))
+                        .expect("only valid ids are interned")
+                })
+                .collect();
+            let without_line: Vec<MemberId> = contributors
+                .into_iter()
+                .filter(|member| !state.lines.iter().any(|line| &line.member == member))
+                .collect();
+            if !without_line.is_empty() {
+                blockers.push(Blocker::ContributorsWithoutLine {
+                    members: without_line,
+                });
+            }
+        }
+        let zero: Vec<MemberId> = state
+            .lines
+            .iter()
+            .zip(&amounts)
+            .filter(|(_, amount)| !amount.is_positive())
+            .map(|(line, _)| line.member.clone())
+            .collect();
+        if !zero.is_empty() {
+            blockers.push(Blocker::LinesWithZeroAmount { members: zero });
+        }
+        let sum = money::sum(state.pool.pool.currency(), &amounts)
+            .expect("amounts share the pool's currency and sum to at most the pool");
+        if sum != state.pool.pool {
+            blockers.push(Blocker::AmountsDoNotSumToPool {
+                sum,
+                pool: state.pool.pool,
+            });
+        }
+        blockers
+    }
+
+    fn add_record(&mut self, record: &ledger::domain::ids::RecordId, contributor: &MemberId) {
+        if self.records.get(record.as_str()).is_none() {
+            self.records.intern(record.as_str());
+            self.contributors
+                .push(self.members.intern(contributor.as_str()));
+        }
+    }
+
+    fn entry(&mut self, production_id: &ProductionId, entry: MoneyEntry) {
+        if let Some(production) = self.productions.get_mut(production_id) {
+            production.entries.push(entry);
+        }
+    }
+
+    fn payout_mut(&mut self, payout_id: &PayoutId) -> Option<&mut PayoutView> {
+        let (distribution, index) = self.payouts.get(payout_id)?;
+        self.distributions
+            .get_mut(distribution)
+            .map(|state| &mut state.payouts[*index])
+    }
+
+    fn propose(&mut self, applied: &AppliedEvent, e: &ledger::domain::events::AllocationProposed) {
+        let Some(production) = self.productions.get_mut(&e.production_id) else {
+            return;
+        };
+        let before = |kind: fn(&EntryKind) -> bool| -> Vec<MoneyEntry> {
+            production
+                .entries
+                .iter()
+                .filter(|entry| kind(&entry.kind))
+                .cloned()
+                .collect()
+        };
+        let pool = PoolComputation {
+            revenue_total: e.revenue_total,
+            expense_total: e.expense_total,
+            artist_share: production.artist_share,
+            earlier_pools: e.earlier_pools,
+            pool: e.pool,
+            revenues: before(|kind| matches!(kind, EntryKind::Revenue)),
+            expenses: before(|kind| !matches!(kind, EntryKind::Revenue)),
+            earlier_distributions: production.distributions.clone(),
+        };
+        production
+            .distributions
+            .push((e.distribution_id.clone(), e.pool));
+        self.distributions.insert(
+            e.distribution_id.clone(),
+            DistributionState {
+                production_id: e.production_id.clone(),
+                pool,
+                published_at: e.published_at,
+                window_closes_at: e.window_closes_at,
+                lines: e.lines.clone(),
+                versions: vec![Version {
+                    number: 1,
+                    position: applied.position,
+                    recorded_at: applied.recorded_at,
+                    change: VersionChange::Proposed {
+                        lines: e.lines.clone(),
+                    },
+                }],
+                comments: Vec::new(),
+                unanswered: BTreeSet::new(),
+                final_amounts: None,
+                finalized_at: None,
+                payouts: Vec::new(),
+            },
+        );
+    }
+
+    fn comment(&mut self, applied: &AppliedEvent, e: &ledger::domain::events::CommentPosted) {
+        let (distribution_id, line) = match &e.target {
+            CommentTarget::Record(_) => return,
+            CommentTarget::Distribution(id) => (id, None),
+            CommentTarget::Line {
+                distribution_id,
+                member,
+            } => (distribution_id, Some(member.clone())),
+        };
+        let Some(state) = self.distributions.get_mut(distribution_id) else {
+            return;
+        };
+        // As the domain's `evolve` keeps it: a member comment waits for a staff reply.
+        if !e.staff {
+            state.unanswered.insert(e.comment_id.clone());
+        } else if let Some(parent) = &e.reply_to {
+            state.unanswered.remove(parent);
+        }
+        state.comments.push(CommentEntry {
+            comment_id: e.comment_id.clone(),
+            author: e.author.clone(),
+            staff: e.staff,
+            line,
+            reply_to: e.reply_to.clone(),
+            body: e.body.clone(),
+            position: applied.position,
+            recorded_at: applied.recorded_at,
+        });
+    }
+}
+
+fn last_version_lines(state: &mut DistributionState) -> Option<&mut Vec<Line>> {
+    match &mut state.versions.last_mut()?.change {
+        VersionChange::Proposed { lines } | VersionChange::Amended { lines, .. } => Some(lines),
+    }
+}
+
+impl Projection for Allocations {
+    const NAME: &'static str = "allocations";
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn apply(&mut self, applied: &AppliedEvent) {
+        let entry = |kind: EntryKind, amount: Money, description: &str| MoneyEntry {
+            position: applied.position,
+            recorded_at: applied.recorded_at,
+            kind,
+            amount,
+            description: description.to_string(),
+        };
+        match &applied.event {
+            DomainEvent::RecordUploaded(e) => self.add_record(&e.record_id, &e.contributor),
+            DomainEvent::RemixUploaded(e) => self.add_record(&e.record_id, &e.contributor),
+            DomainEvent::ProductionOpened(e) => {
+                self.productions
+                    .entry(e.production_id.clone())
+                    .or_insert_with(|| ProductionFacts {
+                        currency: e.currency,
+                        artist_share: e.artist_share,
+                        entries: Vec::new(),
+                        included: Vec::new(),
+                        included_set: BTreeSet::new(),
+                        distributions: Vec::new(),
+                    });
+            }
+            DomainEvent::RecordIncluded(e) => {
+                let record = self.records.get(e.record_id.as_str());
+                if let (Some(production), Some(record)) =
+                    (self.productions.get_mut(&e.production_id), record)
+                {
+                    if production.included_set.insert(record) {
+                        production.included.push(record);
+                    }
+                }
+            }
+            DomainEvent::RevenueRecorded(e) => self.entry(
+                &e.production_id,
+                entry(EntryKind::Revenue, e.amount, &e.description),
+            ),
+            DomainEvent::ExpenseRecorded(e) => self.entry(
+                &e.production_id,
+                entry(EntryKind::Expense, e.amount, &e.description),
+            ),
+            DomainEvent::LeadFeeAgreed(e) => self.entry(
+                &e.production_id,
+                entry(
+                    EntryKind::LeadFee {
+                        lead: e.lead.clone(),
+                    },
+                    e.fee,
+                    "lead fee",
+                ),
+            ),
+            DomainEvent::AllocationProposed(e) => self.propose(applied, e),
+            DomainEvent::AllocationLinesContinued(e) => {
+                if let Some(state) = self.distributions.get_mut(&e.distribution_id) {
+                    upsert_lines(&mut state.lines, &e.lines);
+                    if let Some(lines) = last_version_lines(state) {
+                        lines.extend(e.lines.iter().cloned());
+                    }
+                }
+            }
+            DomainEvent::AllocationAmended(e) => {
+                if let Some(state) = self.distributions.get_mut(&e.distribution_id) {
+                    state.lines.retain(|line| !e.removed.contains(&line.member));
+                    upsert_lines(&mut state.lines, &e.lines);
+                    let number = state.versions.len() as u32 + 1;
+                    state.versions.push(Version {
+                        number,
+                        position: applied.position,
+                        recorded_at: applied.recorded_at,
+                        change: VersionChange::Amended {
+                            reason: e.reason.clone(),
+                            answers: e.answers.clone(),
+                            removed: e.removed.clone(),
+                            lines: e.lines.clone(),
+                        },
+                    });
+                }
+            }
+            DomainEvent::AllocationFinalized(e) => {
+                if let Some(state) = self.distributions.get_mut(&e.distribution_id) {
+                    state.final_amounts = Some(e.amounts.clone());
+                    state.finalized_at = Some(applied.recorded_at);
+                }
+            }
+            DomainEvent::CommentPosted(e) => self.comment(applied, e),
+            DomainEvent::PayoutIssued(e) => {
+                let PayoutFor::Line { distribution_id } = &e.payout_for else {
+                    return;
+                };
+                if self.payouts.contains_key(&e.payout_id) {
+                    return;
+                }
+                if let Some(state) = self.distributions.get_mut(distribution_id) {
+                    self.payouts.insert(
+                        e.payout_id.clone(),
+                        (distribution_id.clone(), state.payouts.len()),
+                    );
+                    state.payouts.push(PayoutView {
+                        payout_id: e.payout_id.clone(),
+                        member: e.member.clone(),
+                        amount: e.amount,
+                        state: PayoutState::Pending,
+                        attempts: vec![Attempt {
+                            attempt: 1,
+                            position: applied.position,
+                            outcome: PayoutState::Pending,
+                        }],
+                    });
+                }
+            }
+            DomainEvent::PayoutRetried(e) => {
+                if let Some(payout) = self.payout_mut(&e.payout_id) {
+                    payout.state = PayoutState::Pending;
+                    payout.attempts.push(Attempt {
+                        attempt: e.attempt,
+                        position: applied.position,
+                        outcome: PayoutState::Pending,
+                    });
+                }
+            }
+            DomainEvent::PayoutSettled(e) => {
+                if let Some(payout) = self.payout_mut(&e.payout_id) {
+                    let outcome = PayoutState::Settled {
+                        reference: e.reference.clone(),
+                    };
+                    payout.state = outcome.clone();
+                    if let Some(attempt) = payout.attempts.last_mut() {
+                        attempt.outcome = outcome;
+                    }
+                }
+            }
+            DomainEvent::PayoutFailed(e) => {
+                if let Some(payout) = self.payout_mut(&e.payout_id) {
+                    let outcome = PayoutState::Failed {
+                        reason: e.reason.clone(),
+                    };
+                    payout.state = outcome.clone();
+                    if let Some(attempt) = payout.attempts.last_mut() {
+                        attempt.outcome = outcome;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        encode_serde(self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Allocations, String> {
+        let allocations: Allocations = decode_serde(bytes)?;
+        let records = allocations.records.len();
+        let ok = allocations.contributors.len() == records
+            && allocations
+                .contributors
+                .iter()
+                .all(|m| (*m as usize) < allocations.members.len())
+            && allocations
+                .productions
+                .values()
+                .all(|p| p.included.iter().all(|r| (*r as usize) < records))
+            && allocations.payouts.iter().all(|(_, (d, index))| {
+                allocations
+                    .distributions
+                    .get(d)
+                    .is_some_and(|state| *index < state.payouts.len())
+            });
+        if !ok {
+            return Err("allocations: indices out of range".into());
+        }
+        Ok(allocations)
+    }
+}

@@ -1,0 +1,399 @@
+//! The family tree read model: for any record, its direct sources (remix or citation), its
+//! direct remixes, its ancestors and descendants with their depth (bounded by the caller),
+//! the originals at the roots of its lineage, and the size of its family.
+//!
+//! Storage is compact: record ids are interned to dense integers, which are the nodes of
+//! the domain's `Dag` (the same type the decider uses for its cycle check; this is a second
+//! instance of it, not a second implementation). A link's kind costs one byte per record:
+//! a record's first `remix_sources[n]` parents came with the remix, the rest are later
+//! citations (the Dag keeps parents in insertion order).
+
+use ledger::dag::{Dag, NodeId, Walk};
+use ledger::domain::events::DomainEvent;
+use ledger::domain::ids::RecordId;
+use serde::{Deserialize, Serialize};
+
+use crate::interner::Interner;
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection, WalkLimits};
+use crate::walk::{walk, Direction};
+
+/// How a record is linked to a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LinkKind {
+    /// Named as a source when the remix was uploaded.
+    Remix,
+    /// Added later ("you forgot to source me").
+    Citation,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub record: RecordId,
+    pub kind: LinkKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relative {
+    pub record: RecordId,
+    /// 1 for a direct source or remix.
+    pub depth: u32,
+}
+
+/// Ancestors or descendants, breadth-first (nearest first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lineage {
+    pub records: Vec<Relative>,
+    /// A limit stopped the walk before it reached every relative.
+    pub truncated: bool,
+}
+
+/// The originals (records without sources) a record descends from; a record without
+/// sources is its own root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roots {
+    pub records: Vec<RecordId>,
+    pub truncated: bool,
+}
+
+/// The record's family: itself, its ancestors and its descendants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FamilySize {
+    pub ancestors: usize,
+    pub descendants: usize,
+    /// `1 + ancestors + descendants`.
+    pub total: usize,
+    pub truncated: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Citation {
+    record: NodeId,
+    source: NodeId,
+    /// Records in the tree when the citation was made: replaying records and citations
+    /// interleaved by it rebuilds every adjacency list in its original order.
+    records_before: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FamilyTree {
+    records: Interner,
+    tree: Dag,
+    remix_sources: Vec<u8>,
+    withdrawn: Vec<bool>,
+    citations: Vec<Citation>,
+}
+
+/// The stored form: records in node order with their remix sources, and the citations in
+/// the order they were made.
+#[derive(Serialize, Deserialize)]
+struct StoredFamilyTree {
+    records: Interner,
+    remix_sources: Vec<u8>,
+    /// Every record's remix sources, concatenated in node order.
+    remix_parents: Vec<NodeId>,
+    withdrawn: Vec<bool>,
+    citations: Vec<Citation>,
+}
+
+impl FamilyTree {
+    pub fn record_count(&self) -> usize {
+        self.tree.node_count()
+    }
+
+    pub fn link_count(&self) -> usize {
+        self.tree.edge_count()
+    }
+
+    /// The node of a record, for callers that walk many times (benchmarks, other models).
+    pub fn node(&self, record: &str) -> Option<NodeId> {
+        self.records.get(record)
+    }
+
+    pub fn record_id(&self, node: NodeId) -> RecordId {
+        RecordId::new(self.records.resolve(node)).expect("only valid record ids are interned")
+    }
+
+    pub fn dag(&self) -> &Dag {
+        &self.tree
+    }
+
+    pub fn is_withdrawn(&self, record: &RecordId) -> Option<bool> {
+        self.node(record.as_str())
+            .map(|node| self.withdrawn[node as usize])
+    }
+
+    fn kind(&self, source: NodeId, record: NodeId) -> LinkKind {
+        let parents = self.tree.parents(record);
+        let index = parents
+            .iter()
+            .position(|parent| *parent == source)
+            .expect("a child's parents include the source");
+        if index < self.remix_sources[record as usize] as usize {
+            LinkKind::Remix
+        } else {
+            LinkKind::Citation
+        }
+    }
+
+    /// The record's direct sources, in the order they were linked.
+    pub fn sources(&self, record: &RecordId) -> Option<Vec<Link>> {
+        let node = self.node(record.as_str())?;
+        Some(
+            self.tree
+                .parents(node)
+                .iter()
+                .map(|source| Link {
+                    record: self.record_id(*source),
+                    kind: self.kind(*source, node),
+                })
+                .collect(),
+        )
+    }
+
+    /// The records built directly on this one (as a remix of it, or citing it later).
+    pub fn remixes(&self, record: &RecordId) -> Option<Vec<Link>> {
+        let node = self.node(record.as_str())?;
+        Some(
+            self.tree
+                .children(node)
+                .iter()
+                .map(|child| Link {
+                    record: self.record_id(*child),
+                    kind: self.kind(node, *child),
+                })
+                .collect(),
+        )
+    }
+
+    fn lineage(&self, found: Walk) -> Lineage {
+        Lineage {
+            records: found
+                .nodes
+                .into_iter()
+                .map(|(node, depth)| Relative {
+                    record: self.record_id(node),
+                    depth,
+                })
+                .collect(),
+            truncated: found.truncated,
+        }
+    }
+
+    pub fn ancestors(&self, record: &RecordId, limits: WalkLimits) -> Option<Lineage> {
+        let node = self.node(record.as_str())?;
+        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
+        Some(self.lineage(walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Ancestors,
+        )))
+    }
+
+    pub fn descendants(&self, record: &RecordId, limits: WalkLimits) -> Option<Lineage> {
+        let node = self.node(record.as_str())?;
+        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
+        Some(self.lineage(walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Descendants,
+        )))
+    }
+
+    /// The originals at the roots of the record's lineage, in breadth-first order of
+    /// discovery, walking at most `limits` of ancestors.
+    pub fn roots(&self, record: &RecordId, limits: WalkLimits) -> Option<Roots> {
+        let node = self.node(record.as_str())?;
+        if self.tree.parents(node).is_empty() {
+            return Some(Roots {
+                records: vec![record.clone()],
+                truncated: false,
+            });
+        }
+        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
+        let ancestors = walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Ancestors,
+        );
+        Some(Roots {
+            records: ancestors
+                .nodes
+                .iter()
+                .filter(|(ancestor, _)| self.tree.parents(*ancestor).is_empty())
+                .map(|(ancestor, _)| self.record_id(*ancestor))
+                .collect(),
+            truncated: ancestors.truncated,
+        })
+    }
+
+    /// How many records the family counts, each walk bounded by `limits`.
+    pub fn family_size(&self, record: &RecordId, limits: WalkLimits) -> Option<FamilySize> {
+        let node = self.node(record.as_str())?;
+        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
+        let ancestors = walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Ancestors,
+        );
+        let descendants = walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            Direction::Descendants,
+        );
+        Some(FamilySize {
+            ancestors: ancestors.nodes.len(),
+            descendants: descendants.nodes.len(),
+            total: 1 + ancestors.nodes.len() + descendants.nodes.len(),
+            truncated: ancestors.truncated || descendants.truncated,
+        })
+    }
+
+    fn add_record(&mut self, record: &RecordId, sources: &[RecordId]) {
+        if self.records.get(record.as_str()).is_some() {
+            return;
+        }
+        let parents: Vec<NodeId> = sources
+            .iter()
+            .filter_map(|source| self.records.get(source.as_str()))
+            .collect();
+        self.add_node(record.as_str(), &parents);
+    }
+
+    fn add_node(&mut self, record: &str, parents: &[NodeId]) {
+        let interned = self.records.intern(record);
+        let node = self.tree.add_node();
+        assert_eq!(interned, node, "records and nodes are numbered alike");
+        let mut linked = 0u8;
+        for parent in parents {
+            // A new node is last in the order: these edges cannot close a cycle.
+            if !self.tree.has_edge(*parent, node) {
+                self.tree
+                    .add_edge(*parent, node)
+                    .expect("edges into a new record agree with the order");
+                linked += 1;
+            }
+        }
+        self.remix_sources.push(linked);
+        self.withdrawn.push(false);
+    }
+
+    fn cite(&mut self, source: NodeId, record: NodeId) {
+        if self.tree.has_edge(source, record) {
+            return;
+        }
+        // The decider refused every citation that closes a cycle; should one slip through,
+        // the read model keeps its tree acyclic and leaves the link out.
+        if self.tree.add_edge(source, record).is_ok() {
+            self.citations.push(Citation {
+                record,
+                source,
+                records_before: self.tree.node_count() as u32,
+            });
+        }
+    }
+}
+
+impl Projection for FamilyTree {
+    const NAME: &'static str = "family_tree";
+    const SCHEMA_VERSION: u32 = 1;
+
+    fn apply(&mut self, applied: &AppliedEvent) {
+        match &applied.event {
+            DomainEvent::RecordUploaded(e) => self.add_record(&e.record_id, &[]),
+            DomainEvent::RemixUploaded(e) => self.add_record(&e.record_id, &e.sources),
+            DomainEvent::SourceCited(e) => {
+                if let (Some(record), Some(source)) = (
+                    self.records.get(e.record_id.as_str()),
+                    self.records.get(e.source_id.as_str()),
+                ) {
+                    self.cite(source, record);
+                }
+            }
+            DomainEvent::RecordWithdrawn(e) => {
+                if let Some(node) = self.records.get(e.record_id.as_str()) {
+                    self.withdrawn[node as usize] = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut remix_parents = Vec::with_capacity(self.tree.edge_count());
+        for node in 0..self.tree.node_count() as NodeId {
+            let count = self.remix_sources[node as usize] as usize;
+            remix_parents.extend_from_slice(&self.tree.parents(node)[..count]);
+        }
+        encode_serde(&StoredFamilyTree {
+            records: self.records.clone(),
+            remix_sources: self.remix_sources.clone(),
+            remix_parents,
+            withdrawn: self.withdrawn.clone(),
+            citations: self.citations.clone(),
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<FamilyTree, String> {
+        let stored: StoredFamilyTree = decode_serde(bytes)?;
+        let count = stored.records.len();
+        if stored.remix_sources.len() != count || stored.withdrawn.len() != count {
+            return Err("family tree: per-record arrays differ in length".into());
+        }
+        let mut tree = FamilyTree {
+            records: Interner::new(),
+            ..FamilyTree::default()
+        };
+        let mut citations = stored.citations.iter().peekable();
+        let mut next_parent = 0usize;
+        for (node, record) in stored.records.iter().enumerate() {
+            while let Some(citation) = citations.next_if(|c| c.records_before as usize <= node) {
+                tree.replay_citation(citation)?;
+            }
+            let count = stored.remix_sources[node] as usize;
+            let parents = stored
+                .remix_parents
+                .get(next_parent..next_parent + count)
+                .ok_or("family tree: remix parents cut short")?;
+            if parents.iter().any(|parent| *parent as usize >= node) {
+                return Err("family tree: a remix names a later record".into());
+            }
+            next_parent += count;
+            tree.add_node(record, parents);
+            tree.withdrawn[node] = stored.withdrawn[node];
+        }
+        for citation in citations {
+            tree.replay_citation(citation)?;
+        }
+        if next_parent != stored.remix_parents.len() {
+            return Err("family tree: remix parents left over".into());
+        }
+        if tree.citations.len() != stored.citations.len() {
+            return Err("family tree: a stored citation repeats a link".into());
+        }
+        Ok(tree)
+    }
+}
+
+impl FamilyTree {
+    fn replay_citation(&mut self, citation: &Citation) -> Result<(), String> {
+        let count = self.tree.node_count() as u32;
+        if citation.record >= count || citation.source >= count {
+            return Err("family tree: a citation names an unknown record".into());
+        }
+        self.tree
+            .add_edge(citation.source, citation.record)
+            .map_err(|error| format!("family tree: stored citation refused: {error:?}"))?;
+        self.citations.push(*citation);
+        Ok(())
+    }
+}

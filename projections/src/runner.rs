@@ -1,0 +1,430 @@
+//! The projection runner: one task reads the store's subscription, decodes each event once
+//! and applies it to every instance it feeds, then publishes each instance's checkpoint
+//! (the last applied position) on a `watch` channel. Queries wait on that channel for the
+//! position they need (read-your-writes), bounded by a deadline — no polling, no sleeps.
+//!
+//! An `Instance` is one copy of a read model with its checkpoint. A `Served` projection is
+//! the instance that currently answers queries, swappable: a rebuild builds a new instance
+//! beside it and switches under a lock held only for the swap of one `Arc`.
+//!
+//! Locks: the model sits in a std `RwLock` (no `.await` happens while it is held); the
+//! runner holds the write lock for at most `APPLY_CHUNK_EVENTS_MAX` events at a time, so a
+//! query never waits long behind a catch-up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ledger::store::{subscribe, EventStore, Hash32, Position};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::projection::{AppliedEvent, Projection};
+
+/// Events applied under one hold of an instance's write lock.
+pub const APPLY_CHUNK_EVENTS_MAX: usize = 1_024;
+/// Chunks at least this long are applied to several instances in parallel.
+pub const PARALLEL_APPLY_EVENTS_MIN: usize = 256;
+/// The longest any query waits for a position, whatever the caller asks.
+pub const QUERY_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// The last event an instance applied: its position and its link in the hash chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: Position,
+    pub hash: Hash32,
+}
+
+/// What an instance publishes after every chunk it applies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fed {
+    pub checkpoint: Checkpoint,
+    /// Set once the instance's runner stopped for good (store closed, undecodable event).
+    pub stopped: Option<Arc<str>>,
+}
+
+/// One copy of a read model and the position it reflects.
+pub struct Instance<P> {
+    name: &'static str,
+    state: RwLock<(P, Checkpoint)>,
+    fed: watch::Sender<Fed>,
+    /// No longer served: its runner drops it.
+    retired: AtomicBool,
+}
+
+impl<P: Projection> Instance<P> {
+    pub fn new(model: P, checkpoint: Checkpoint) -> Arc<Instance<P>> {
+        Arc::new(Instance {
+            name: P::NAME,
+            state: RwLock::new((model, checkpoint)),
+            fed: watch::Sender::new(Fed {
+                checkpoint,
+                stopped: None,
+            }),
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.read(|_, checkpoint| checkpoint)
+    }
+
+    /// Runs `f` on the model as it is now, with the checkpoint it reflects.
+    pub fn read<T>(&self, f: impl FnOnce(&P, Checkpoint) -> T) -> T {
+        let guard = self
+            .state
+            .read()
+            .expect("a read model's lock is never poisoned");
+        f(&guard.0, guard.1)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Fed> {
+        self.fed.subscribe()
+    }
+}
+
+/// What the runner needs of an instance, whatever its model.
+pub trait Feed: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn position(&self) -> Position;
+    /// Applies the events after the checkpoint, then publishes the new checkpoint.
+    fn apply_chunk(&self, events: &[AppliedEvent]);
+    fn stop(&self, reason: &str);
+    fn is_retired(&self) -> bool;
+    fn subscribe(&self) -> watch::Receiver<Fed>;
+}
+
+impl<P: Projection> Feed for Instance<P> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn position(&self) -> Position {
+        self.checkpoint().position
+    }
+
+    fn apply_chunk(&self, events: &[AppliedEvent]) {
+        let checkpoint = {
+            let mut guard = self
+                .state
+                .write()
+                .expect("a read model's lock is never poisoned");
+            let (model, checkpoint) = &mut *guard;
+            for event in events {
+                if event.position <= checkpoint.position {
+                    continue;
+                }
+                assert_eq!(
+                    event.position,
+                    checkpoint.position + 1,
+                    "{}: events arrive in order without gaps",
+                    self.name
+                );
+                model.apply(event);
+                *checkpoint = Checkpoint {
+                    position: event.position,
+                    hash: event.hash,
+                };
+            }
+            *checkpoint
+        };
+        self.fed.send_if_modified(|fed| {
+            let changed = fed.checkpoint != checkpoint;
+            fed.checkpoint = checkpoint;
+            changed
+        });
+    }
+
+    fn stop(&self, reason: &str) {
+        let reason: Arc<str> = Arc::from(reason);
+        self.fed.send_modify(|fed| fed.stopped = Some(reason));
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Fed> {
+        self.fed.subscribe()
+    }
+}
+
+/// A query's result and the position it reflects (at least the one asked for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<T> {
+    pub value: T,
+    pub position: Position,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum QueryError {
+    #[error("{projection} has applied up to position {reached}; position {min_position} was not reached within {waited:?}")]
+    Timeout {
+        projection: &'static str,
+        min_position: Position,
+        reached: Position,
+        waited: Duration,
+    },
+    #[error("{projection} stopped at position {reached} before reaching {min_position}: {reason}")]
+    Stopped {
+        projection: &'static str,
+        min_position: Position,
+        reached: Position,
+        reason: String,
+    },
+}
+
+/// The instance of a projection that answers queries, switchable by a rebuild.
+pub struct Served<P> {
+    /// A std lock held only to clone or swap the `Arc`.
+    current: RwLock<Arc<Instance<P>>>,
+    /// Bumped at every switch, so waiters move to the new instance.
+    generation: watch::Sender<u64>,
+}
+
+impl<P: Projection> Served<P> {
+    pub fn new(instance: Arc<Instance<P>>) -> Arc<Served<P>> {
+        Arc::new(Served {
+            current: RwLock::new(instance),
+            generation: watch::Sender::new(0),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    /// The instance serving now.
+    pub fn instance(&self) -> Arc<Instance<P>> {
+        Arc::clone(&self.current.read().expect("never poisoned"))
+    }
+
+    /// How many times the serving instance was switched.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.instance().checkpoint()
+    }
+
+    /// Answers from the serving instance as it is, without waiting.
+    pub fn query_now<T>(&self, f: impl FnOnce(&P) -> T) -> Answer<T> {
+        self.instance().read(|model, checkpoint| Answer {
+            value: f(model),
+            position: checkpoint.position,
+        })
+    }
+
+    /// Waits (at most `wait_max`, capped by `QUERY_WAIT_MAX`) until the serving instance
+    /// has applied `min_position`, then answers from it. A caller that wrote at position p
+    /// and asks with `min_position = p` reads its own write.
+    pub async fn query<T>(
+        &self,
+        min_position: Position,
+        wait_max: Duration,
+        f: impl FnOnce(&P) -> T,
+    ) -> Result<Answer<T>, QueryError> {
+        let waited = wait_max.min(QUERY_WAIT_MAX);
+        let deadline = Instant::now() + waited;
+        let mut generation = self.generation.subscribe();
+        loop {
+            generation.borrow_and_update();
+            let instance = self.instance();
+            let mut fed = instance.subscribe();
+            let outcome = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    reached = fed.wait_for(|fed| {
+                        fed.checkpoint.position >= min_position || fed.stopped.is_some()
+                    }) => Some(reached.map(|fed| fed.clone())),
+                    // Switched while waiting: wait on the new instance instead.
+                    _ = generation.changed() => None,
+                }
+            })
+            .await;
+            let reached = instance.checkpoint().position;
+            match outcome {
+                Err(_elapsed) => {
+                    return Err(QueryError::Timeout {
+                        projection: P::NAME,
+                        min_position,
+                        reached,
+                        waited,
+                    })
+                }
+                Ok(None) => continue,
+                Ok(Some(fed)) => {
+                    let stopped = fed.ok().and_then(|fed| fed.stopped).filter(|_| {
+                        // A stopped instance still answers what it reached.
+                        reached < min_position
+                    });
+                    if let Some(reason) = stopped {
+                        return Err(QueryError::Stopped {
+                            projection: P::NAME,
+                            min_position,
+                            reached,
+                            reason: reason.to_string(),
+                        });
+                    }
+                    return Ok(instance.read(|model, checkpoint| Answer {
+                        value: f(model),
+                        position: checkpoint.position,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Makes `instance` the one that serves; the old one is retired (its runner drops it)
+    /// and returned. Queries already holding the old instance finish on it.
+    pub fn switch(&self, instance: Arc<Instance<P>>) -> Arc<Instance<P>> {
+        let old = {
+            let mut current = self.current.write().expect("never poisoned");
+            std::mem::replace(&mut *current, instance)
+        };
+        old.retired.store(true, Ordering::Release);
+        self.generation.send_modify(|generation| *generation += 1);
+        old
+    }
+}
+
+/// A running feed task; stops when told, when every instance it feeds is retired, or when
+/// the store closes.
+pub struct Runner {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("finished", &self.task.is_finished())
+            .finish()
+    }
+}
+
+impl Runner {
+    /// Starts feeding `feeds` from the event after the lowest of their checkpoints.
+    pub fn spawn<S: EventStore + ?Sized>(store: Arc<S>, feeds: Vec<Arc<dyn Feed>>) -> Runner {
+        let (shutdown, stop) = watch::channel(false);
+        let task = tokio::spawn(run(store, feeds, stop));
+        Runner { shutdown, task }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the task after the chunk it is applying; its instances keep what they have.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Applies a chunk to every instance; a large chunk to several instances on scoped threads
+/// (the models are independent), so a catch-up uses every core.
+fn apply_to_all(feeds: &[Arc<dyn Feed>], chunk: &[AppliedEvent]) {
+    let live: Vec<&Arc<dyn Feed>> = feeds.iter().filter(|feed| !feed.is_retired()).collect();
+    if live.len() < 2 || chunk.len() < PARALLEL_APPLY_EVENTS_MIN {
+        for feed in live {
+            feed.apply_chunk(chunk);
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        for feed in &live[1..] {
+            scope.spawn(move || feed.apply_chunk(chunk));
+        }
+        live[0].apply_chunk(chunk);
+    });
+}
+
+/// Decoded batches waiting to be applied: reading and decoding the next batch overlaps
+/// applying this one, and a slow model holds back at most this many batches.
+const DECODED_BATCHES_QUEUED_MAX: usize = 2;
+
+/// A batch read and decoded, or why reading stopped (after the events before the failure).
+type Decoded = (Vec<AppliedEvent>, Option<String>);
+
+/// Reads the subscription and decodes each event once, ahead of the applier.
+async fn read_and_decode<S: EventStore + ?Sized>(
+    store: Arc<S>,
+    from: Position,
+    decoded: tokio::sync::mpsc::Sender<Decoded>,
+) {
+    let mut subscription = subscribe(store, from);
+    loop {
+        let batch = match subscription.next_batch().await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "projection runner: the subscription failed");
+                let reason = format!("the store subscription failed: {error}");
+                let _ = decoded.send((Vec::new(), Some(reason))).await;
+                return;
+            }
+        };
+        let mut events = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for recorded in &batch {
+            match AppliedEvent::decode(recorded) {
+                Ok(event) => events.push(event),
+                Err(error) => {
+                    let reason = format!(
+                        "event at position {} does not decode: {error}",
+                        recorded.position
+                    );
+                    tracing::error!(%reason, "projection runner stopped");
+                    failure = Some(reason);
+                    break;
+                }
+            }
+        }
+        let stopping = failure.is_some();
+        if decoded.send((events, failure)).await.is_err() || stopping {
+            return;
+        }
+    }
+}
+
+async fn run<S: EventStore + ?Sized>(
+    store: Arc<S>,
+    mut feeds: Vec<Arc<dyn Feed>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let from = feeds.iter().map(|feed| feed.position()).min().unwrap_or(0) + 1;
+    let (sender, mut decoded) = tokio::sync::mpsc::channel(DECODED_BATCHES_QUEUED_MAX);
+    let reader = tokio::spawn(read_and_decode(store, from, sender));
+    let stopped = loop {
+        feeds.retain(|feed| !feed.is_retired());
+        if feeds.is_empty() {
+            break None;
+        }
+        let batch = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break Some("the projection runner was stopped".to_string()),
+            batch = decoded.recv() => batch,
+        };
+        let Some((events, failure)) = batch else {
+            break Some("the projection runner's reader ended".to_string());
+        };
+        for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
+            apply_to_all(&feeds, chunk);
+            // Let queries and other tasks in between chunks of a long catch-up.
+            tokio::task::yield_now().await;
+        }
+        // A read model never skips a fact: what came before a failure is applied, then
+        // every instance stops with the reason.
+        if failure.is_some() {
+            break failure;
+        }
+    };
+    reader.abort();
+    if let Some(reason) = stopped {
+        for feed in &feeds {
+            feed.stop(&reason);
+        }
+    }
+}
