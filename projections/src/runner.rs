@@ -11,7 +11,6 @@
 //! runner holds the write lock for at most `APPLY_CHUNK_EVENTS_MAX` events at a time, so a
 //! query never waits long behind a catch-up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -50,8 +49,8 @@ pub struct Instance<P> {
     name: &'static str,
     state: RwLock<(P, Checkpoint)>,
     fed: watch::Sender<Fed>,
-    /// No longer served: its runner drops it.
-    retired: AtomicBool,
+    /// No longer served: its runner wakes and drops it, freeing its memory at once.
+    retired: watch::Sender<bool>,
 }
 
 impl<P: Projection> Instance<P> {
@@ -63,7 +62,7 @@ impl<P: Projection> Instance<P> {
                 checkpoint,
                 stopped: None,
             }),
-            retired: AtomicBool::new(false),
+            retired: watch::Sender::new(false),
         })
     }
 
@@ -93,6 +92,7 @@ pub trait Feed: Send + Sync {
     fn apply_chunk(&self, events: &[AppliedEvent]);
     fn stop(&self, reason: &str);
     fn is_retired(&self) -> bool;
+    fn watch_retired(&self) -> watch::Receiver<bool>;
     fn subscribe(&self) -> watch::Receiver<Fed>;
 }
 
@@ -143,7 +143,11 @@ impl<P: Projection> Feed for Instance<P> {
     }
 
     fn is_retired(&self) -> bool {
-        self.retired.load(Ordering::Acquire)
+        *self.retired.borrow()
+    }
+
+    fn watch_retired(&self) -> watch::Receiver<bool> {
+        self.retired.subscribe()
     }
 
     fn subscribe(&self) -> watch::Receiver<Fed> {
@@ -284,7 +288,7 @@ impl<P: Projection> Served<P> {
             let mut current = self.current.write().expect("never poisoned");
             std::mem::replace(&mut *current, instance)
         };
-        old.retired.store(true, Ordering::Release);
+        old.retired.send_replace(true);
         self.generation.send_modify(|generation| *generation += 1);
         old
     }
@@ -402,9 +406,18 @@ async fn run<S: EventStore + ?Sized>(
         if feeds.is_empty() {
             break None;
         }
+        let mut retirements: Vec<watch::Receiver<bool>> =
+            feeds.iter().map(|feed| feed.watch_retired()).collect();
+        let any_retired = futures::future::select_all(retirements.iter_mut().map(|retired| {
+            Box::pin(async move {
+                let _ = retired.wait_for(|retired| *retired).await;
+            })
+        }));
         let batch = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break Some("the projection runner was stopped".to_string()),
+            // A switched-out instance is dropped now, not at the next event.
+            _ = any_retired => continue,
             batch = decoded.recv() => batch,
         };
         let Some((events, failure)) = batch else {
