@@ -138,16 +138,20 @@ pub async fn rebuild<S: EventStore + ?Sized>(
             .map(|(index, watch)| (index, watch.borrow_and_update().checkpoint.position))
             .min_by_key(|(_, position)| *position)
             .unwrap_or((0, target));
-        for (index, watch) in watches.iter().enumerate() {
-            if let Some(reason) = &watch.borrow().stopped {
-                let position = watch.borrow().checkpoint.position;
-                runner.stop().await;
-                return Err(RebuildError::Stopped {
-                    projection: projections[index],
-                    position,
-                    reason: reason.to_string(),
-                });
-            }
+        // Read the watches without holding a guard across the await below (the rebuild
+        // future must be Send to run in a gRPC handler's task).
+        let stopped = watches.iter().enumerate().find_map(|(index, watch)| {
+            let fed = watch.borrow();
+            let reason = fed.stopped.as_ref()?.to_string();
+            Some((index, fed.checkpoint.position, reason))
+        });
+        if let Some((index, position, reason)) = stopped {
+            runner.stop().await;
+            return Err(RebuildError::Stopped {
+                projection: projections[index],
+                position,
+                reason,
+            });
         }
         on_progress(&progress(position, target, false));
         if position >= target {

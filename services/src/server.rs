@@ -19,6 +19,7 @@ use tonic::transport::Server;
 use crate::config::{self, Config, ConfigError};
 use crate::grpc::commands::CommandRpcs;
 use crate::grpc::events::EventRpcs;
+use crate::grpc::queries::QueryRpcs;
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, Error)]
@@ -168,7 +169,13 @@ impl BoundServer {
         }
         let store = Arc::new(store);
         let vault = Arc::new(open_vault(&data)?);
-        let (decider, decider_task) = Decider::start(store.clone(), clock, vault).await?;
+        let (decider, decider_task) = Decider::start(store.clone(), clock.clone(), vault).await?;
+        let read_models = Arc::new(
+            projections::ReadModels::start(store.clone(), Some(data.join("projections"))).await,
+        );
+        for started in read_models.started() {
+            tracing::info!(projection = started.projection, from_snapshot = ?started.snapshot.map(|c| c.position), "projection started");
+        }
 
         let limits = config.limits.clone();
         let authenticator = config.authenticator();
@@ -180,6 +187,12 @@ impl BoundServer {
             shutting_down,
         );
         let admin = events.admin();
+        let queries = QueryRpcs::new(
+            read_models.clone(),
+            store.clone(),
+            clock,
+            limits.min_position_wait_max(),
+        );
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -227,6 +240,8 @@ impl BoundServer {
             .add_service(guarded!(rpcs, payouts_server::PayoutsServer))
             .add_service(guarded!(events, events_server::EventsServer))
             .add_service(guarded!(admin, admin_server::AdminServer))
+            .add_service(guarded!(queries, queries_server::QueriesServer))
+            .add_service(guarded!(queries, projections_server::ProjectionsServer))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 // End the open subscriptions, or the graceful shutdown waits for them forever.
@@ -235,9 +250,16 @@ impl BoundServer {
             .await;
         // The router (and its handles) is gone; dropping the last handle lets the decider
         // finish what is in flight and stop.
-        drop((rpcs, events, admin));
+        drop((rpcs, events, admin, queries));
         tracing::info!("stopped accepting calls; finishing the decider's appends");
         let _ = decider_task.await;
+        read_models.stop().await;
+        match read_models.write_snapshots().await {
+            Ok(written) => tracing::info!(snapshots = written.len(), "wrote projection snapshots"),
+            Err(error) => {
+                tracing::warn!(%error, "could not write projection snapshots; the next start replays the log")
+            }
+        }
         store.close().await;
         tracing::info!("the store is closed");
         served.map_err(ServeError::Transport)

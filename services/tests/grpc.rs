@@ -498,3 +498,227 @@ async fn health_and_reflection_answer_without_the_proto_files() {
     }
     let _ = server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_read_their_own_writes_and_answer_from_the_projections() {
+    let server = Server::start().await;
+    fixture(&server).await;
+    let mut records = pb::records_client::RecordsClient::new(server.authed(Role::Gateway).await);
+    let mut remix = pb::UploadRemixRequest {
+        record: Some(upload("b", "p1", "bob")),
+        source_record_ids: vec!["a".into()],
+    };
+    records.upload_remix(remix.clone()).await.unwrap();
+    remix.record = Some(upload("c", "p1", "alice"));
+    remix.source_record_ids = vec!["b".into()];
+    let written = records.upload_remix(remix).await.unwrap().into_inner();
+
+    let mut queries = pb::queries_client::QueriesClient::new(server.authed(Role::Auditor).await);
+    let tree = queries
+        .get_family_tree(pb::FamilyTreeRequest {
+            record_id: "c".into(),
+            min_position: written.position,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(tree.position >= written.position);
+    let ancestors: Vec<(String, u32)> = tree
+        .ancestors
+        .iter()
+        .map(|r| (r.record_id.clone(), r.depth))
+        .collect();
+    assert_eq!(ancestors, vec![("b".to_string(), 1), ("a".to_string(), 2)]);
+    assert_eq!(tree.roots, vec!["a"]);
+    assert_eq!(tree.family_size, 3);
+    assert_eq!(tree.sources[0].kind, pb::LinkKind::Remix as i32);
+    let limited = queries
+        .get_family_tree(pb::FamilyTreeRequest {
+            record_id: "c".into(),
+            direction: pb::Direction::Ancestors as i32,
+            depth_max: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(limited.ancestors.len(), 1);
+    assert!(limited.truncated);
+    let status = queries
+        .get_family_tree(pb::FamilyTreeRequest {
+            record_id: "zzz".into(),
+            min_position: written.position,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    // A position nobody wrote yet: the bounded wait ends in DEADLINE_EXCEEDED.
+    let status = queries
+        .get_family_tree(pb::FamilyTreeRequest {
+            record_id: "c".into(),
+            min_position: written.position + 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+
+    // Allocation state, credits and a statement.
+    let mut productions =
+        pb::productions_client::ProductionsClient::new(server.authed(Role::Finance).await);
+    for record in ["a", "c"] {
+        productions
+            .include_record(pb::IncludeRecordRequest {
+                meta: meta(),
+                production_id: "pr1".into(),
+                record_id: record.into(),
+            })
+            .await
+            .unwrap();
+    }
+    productions
+        .record_revenue(pb::RecordMoneyRequest {
+            meta: meta(),
+            production_id: "pr1".into(),
+            amount: Some(pb::Money {
+                amount: "1000.00".into(),
+                currency: "USD".into(),
+            }),
+            description: "sale".into(),
+        })
+        .await
+        .unwrap();
+    let mut allocations =
+        pb::allocations_client::AllocationsClient::new(server.authed(Role::Community).await);
+    let proposed = allocations
+        .propose_allocation(pb::ProposeAllocationRequest {
+            meta: meta(),
+            distribution_id: "d1".into(),
+            production_id: "pr1".into(),
+            lines: vec![pb::AllocationLine {
+                member_id: "alice".into(),
+                weight: "2".into(),
+                rationale: "a and c".into(),
+                record_ids: vec!["a".into(), "c".into()],
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let state = queries
+        .get_allocation(pb::AllocationRequest {
+            distribution_id: "d1".into(),
+            min_position: proposed.position,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state.status, "proposed");
+    assert_eq!(
+        state.pool.as_ref().unwrap().pool.as_ref().unwrap().amount,
+        "500.00"
+    );
+    assert_eq!(state.lines.len(), 1);
+    assert_eq!(state.lines[0].amount.as_ref().unwrap().amount, "500.00");
+    assert_eq!(state.versions.len(), 1);
+    assert_eq!(state.blockers.len(), 1, "{:?}", state.blockers);
+    assert!(state.blockers[0].contains("window"));
+    let credits = queries
+        .get_credits(pb::CreditsRequest {
+            production_id: "pr1".into(),
+            min_position: proposed.position,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let included: Vec<&str> = credits
+        .included
+        .iter()
+        .map(|c| c.member_id.as_str())
+        .collect();
+    assert_eq!(included, vec!["alice"]);
+    let influencing: Vec<&str> = credits
+        .influencing
+        .iter()
+        .map(|c| c.member_id.as_str())
+        .collect();
+    assert_eq!(
+        influencing,
+        vec!["bob"],
+        "bob's b is an ancestor of the included c"
+    );
+    let statement = queries
+        .get_statement(pb::StatementRequest {
+            member_id: "alice".into(),
+            min_position: proposed.position,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let records: Vec<&str> = statement
+        .records
+        .iter()
+        .map(|r| r.record_id.as_str())
+        .collect();
+    assert_eq!(records, vec!["a", "c"]);
+    assert_eq!(statement.remixes.len(), 1, "bob's b remixes alice's a");
+
+    // Operators see each projection's checkpoint and can rebuild while queries go on.
+    let mut admin =
+        pb::projections_client::ProjectionsClient::new(server.authed(Role::Operator).await);
+    let status = admin
+        .status(pb::ProjectionStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.projections.len(), 4);
+    assert!(status
+        .projections
+        .iter()
+        .all(|p| p.schema_version >= 1 && p.checkpoint_position <= status.head_position));
+    let mut progress = admin
+        .rebuild(pb::RebuildRequest {
+            projections: vec!["family_tree".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(message) = progress.message().await.unwrap() {
+        last = Some(message);
+    }
+    let last = last.expect("progress was streamed");
+    assert!(last.switched);
+    assert_eq!(last.projections, vec!["family_tree"]);
+    let status = admin
+        .status(pb::ProjectionStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let family = status
+        .projections
+        .iter()
+        .find(|p| p.name == "family_tree")
+        .unwrap();
+    assert_eq!(family.generation, 1);
+    let after = queries
+        .get_family_tree(pb::FamilyTreeRequest {
+            record_id: "c".into(),
+            min_position: written.position,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.ancestors, tree.ancestors);
+    let unknown = admin
+        .rebuild(pb::RebuildRequest {
+            projections: vec!["nope".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    let _ = server.stop().await;
+}

@@ -4,4 +4,5 @@
 pub mod commands;
 pub mod convert;
 pub mod events;
+pub mod queries;
 pub mod status;

@@ -115,3 +115,58 @@ pub fn store_error(error: StoreError) -> Status {
         | StoreError::Io { .. } => Status::unavailable(message),
     }
 }
+
+pub fn query_error(error: projections::QueryError) -> Status {
+    let message = error.to_string();
+    match error {
+        projections::QueryError::Timeout { .. } => Status::deadline_exceeded(message),
+        projections::QueryError::Stopped { .. } => Status::unavailable(message),
+    }
+}
+
+pub fn rebuild_error(error: projections::RebuildError) -> Status {
+    let message = error.to_string();
+    match error {
+        projections::RebuildError::UnknownProjection(_) => invalid_field("projections", message),
+        projections::RebuildError::Stopped { .. } => Status::unavailable(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::store::CorruptionKind;
+
+    #[test]
+    fn store_failures_map_to_their_codes() {
+        let corrupt = StoreError::Corrupt {
+            segment: "00000000000000000001.seg".into(),
+            offset: 64,
+            position: 1,
+            kind: CorruptionKind::BadChecksum,
+        };
+        assert_eq!(store_error(corrupt).code(), Code::DataLoss);
+        assert_eq!(
+            store_error(StoreError::Unavailable("disk".into())).code(),
+            Code::Unavailable
+        );
+        assert_eq!(store_error(StoreError::Closed).code(), Code::Unavailable);
+        let too_large = StoreError::TooLarge {
+            field: "events",
+            size_bytes: 2,
+            limit_bytes: 1,
+        };
+        assert_eq!(store_error(too_large).code(), Code::ResourceExhausted);
+        assert_eq!(
+            command_error(CommandError::Stopped).code(),
+            Code::Unavailable
+        );
+        let invalid = store_error(StoreError::Invalid(InvalidInput::new("events", "empty")));
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        let violations = invalid.get_error_details();
+        assert_eq!(
+            violations.bad_request().unwrap().field_violations[0].field,
+            "events"
+        );
+    }
+}

@@ -37,6 +37,17 @@ impl Server {
             clock: clock.clone(),
             ..ServeOptions::new(data.path())
         };
+        // A short bound on read-your-writes waits, so the timeout path is quick to test.
+        let first =
+            services::config::write_first_start(data.path(), "127.0.0.1:0".parse().unwrap())
+                .unwrap();
+        let text = std::fs::read_to_string(&first.config_path).unwrap();
+        let text = text.replace(
+            "min_position_wait_ms_max = 10000",
+            "min_position_wait_ms_max = 300",
+        );
+        assert!(text.contains("min_position_wait_ms_max = 300"));
+        std::fs::write(&first.config_path, text).unwrap();
         let bound = bind(&options).await.unwrap();
         let address = bound.address;
         let (shutdown, stop) = oneshot::channel::<()>();
