@@ -73,6 +73,9 @@ pub struct Limits {
     pub min_position_wait_ms_max: u64,
     /// Events a subscriber may fall behind the head before it is cut off.
     pub subscriber_lag_events_max: u64,
+    /// HTTP/2 flow-control window of one call: bytes in flight to a client that is not
+    /// reading (the connection's window is four times this).
+    pub stream_window_bytes: u32,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             request_timeout_ms: 30_000,
             min_position_wait_ms_max: 10_000,
             subscriber_lag_events_max: 100_000,
+            stream_window_bytes: 1024 * 1024,
         }
     }
 }

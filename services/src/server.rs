@@ -222,6 +222,8 @@ impl BoundServer {
         }
 
         let mut builder = Server::builder()
+            .initial_stream_window_size(Some(limits.stream_window_bytes))
+            .initial_connection_window_size(Some(limits.stream_window_bytes.saturating_mul(4)))
             .timeout(limits.request_timeout())
             .concurrency_limit_per_connection(limits.concurrent_requests_per_connection_max);
         if let Some(tls) = tls::server_tls(address, config.tls.as_ref())? {

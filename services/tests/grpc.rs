@@ -722,3 +722,66 @@ async fn queries_read_their_own_writes_and_answer_from_the_projections() {
     assert_eq!(unknown.code(), Code::InvalidArgument);
     let _ = server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_withdrawal_and_finishing_a_project_over_grpc() {
+    let server = Server::start().await;
+    fixture(&server).await;
+    let mut members = pb::members_client::MembersClient::new(server.authed(Role::Gateway).await);
+    members
+        .erase_personal_data(pb::ErasePersonalDataRequest {
+            meta: meta(),
+            member_id: "bob".into(),
+        })
+        .await
+        .unwrap();
+    let mut records = pb::records_client::RecordsClient::new(server.authed(Role::Gateway).await);
+    let withdrawn = records
+        .withdraw_record(pb::WithdrawRecordRequest {
+            meta: meta(),
+            record_id: "a".into(),
+            reason: "uploaded by mistake".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(withdrawn.stream_id, "record-a");
+    assert_eq!(withdrawn.stream_version, 2);
+    let mut projects =
+        pb::projects_client::ProjectsClient::new(server.authed(Role::Community).await);
+    let mut finish = pb::FinishProjectRequest {
+        meta: meta(),
+        project_id: "p1".into(),
+    };
+    finish.meta.as_mut().unwrap().expected_version = Some(1);
+    let finished = projects.finish_project(finish).await.unwrap().into_inner();
+    assert_eq!(
+        (finished.stream_id.as_str(), finished.stream_version),
+        ("project-p1", 2)
+    );
+    let mut events = pb::events_client::EventsClient::new(server.authed(Role::Auditor).await);
+    let bob = events
+        .read_stream(pb::ReadStreamRequest {
+            stream_id: "member-bob".into(),
+            from_version: 1,
+            max_count: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        bob.events.last().unwrap().event_type,
+        "MemberPersonalDataErased"
+    );
+    // A withdrawn record can no longer be cited.
+    let status = records
+        .cite_source(pb::CiteSourceRequest {
+            meta: meta(),
+            record_id: "a".into(),
+            source_record_id: "a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let _ = server.stop().await;
+}

@@ -276,3 +276,82 @@ impl pb::admin_server::Admin for AdminRpcs {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::store::{
+        Actor, AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventType, ProposedEvent,
+        ServiceName,
+    };
+
+    /// The cut-off on a tiny buffer, without HTTP/2 in between (its own buffers make the
+    /// moment a real connection fills up depend on window and buffer sizes).
+    #[tokio::test]
+    async fn a_subscriber_too_far_behind_is_cut_off_with_the_position_to_resume_from() {
+        let directory = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            segment_size_bytes: 64 * 1024,
+            ..EmbeddedOptions::default()
+        };
+        let (store, _) = EmbeddedStore::open(directory.path(), options)
+            .await
+            .unwrap();
+        for i in 0..50 {
+            store
+                .append(AppendRequest {
+                    command_id: CommandId::new(format!("c{i}")).unwrap(),
+                    command_fingerprint: None,
+                    correlation_id: None,
+                    causation_id: None,
+                    actor: Actor {
+                        service: ServiceName::new("test").unwrap(),
+                        on_behalf_of: None,
+                    },
+                    expectations: vec![],
+                    events: vec![ProposedEvent {
+                        stream_id: StreamId::new("s-1").unwrap(),
+                        event_type: EventType::new("TestEvent").unwrap(),
+                        schema_version: 1,
+                        payload: vec![1, 2, 3],
+                    }],
+                })
+                .await
+                .unwrap();
+        }
+        let store: Arc<dyn EventStore> = Arc::new(store);
+        let mut subscription = store::subscribe(store.clone(), 1);
+        let (sender, mut receiver) = mpsc::channel(2);
+        let filter = Filter {
+            stream_categories: vec![],
+            event_types: vec![],
+        };
+        let feeder = tokio::spawn(async move {
+            let mut resume_from = 1;
+            feed_subscriber(
+                &mut subscription,
+                &store,
+                &filter,
+                5,
+                &sender,
+                &mut resume_from,
+            )
+            .await;
+            resume_from
+        });
+        assert_eq!(receiver.recv().await.unwrap().unwrap().position, 1);
+        assert_eq!(receiver.recv().await.unwrap().unwrap().position, 2);
+        let cut_off = receiver.recv().await.unwrap().unwrap_err();
+        assert_eq!(cut_off.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            cut_off.message().ends_with("resume from position 3"),
+            "{}",
+            cut_off.message()
+        );
+        assert!(
+            receiver.recv().await.is_none(),
+            "the stream ends after the cut-off"
+        );
+        assert_eq!(feeder.await.unwrap(), 3);
+    }
+}
