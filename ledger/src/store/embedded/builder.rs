@@ -130,7 +130,16 @@ impl Builder {
                         return self.close.take();
                     }
                 },
-                message = self.receiver.recv(), if accepting => self.take(message),
+                message = self.receiver.recv(), if accepting => {
+                    self.take(message);
+                    // Take what else is queued without going back through `select!`.
+                    while self.accepting() {
+                        match self.receiver.try_recv() {
+                            Ok(message) => self.take(Some(message)),
+                            Err(_) => break,
+                        }
+                    }
+                }
             }
         }
     }

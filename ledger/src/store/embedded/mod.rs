@@ -7,8 +7,8 @@
 //! ```
 //!
 //! See `segment` (files), `writer` (pipelined group commit: `builder`, `syncer`),
-//! `recovery` (open, torn tails) and
-//! `read` (reads). ARCHITECTURE.md walks through the crash cases.
+//! `recovery` (open, torn tails) and `read` (reads). ARCHITECTURE.md walks through the
+//! crash cases.
 
 mod builder;
 mod index;

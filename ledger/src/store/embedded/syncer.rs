@@ -72,9 +72,11 @@ impl Syncer {
             match self.write(&commit) {
                 Ok(()) => {
                     self.publish(&commit);
-                    // The builder may hand the next commit before these appenders hear back.
-                    let _ = synced.send(Ok(std::mem::take(&mut commit.buffer)));
+                    let buffer = std::mem::take(&mut commit.buffer);
+                    // Answer first: the appenders' next appends then have a chance to join
+                    // the next commit instead of waiting for the one after it.
                     answer(commit);
+                    let _ = synced.send(Ok(buffer));
                     self.prepare_spare_when_half_full();
                 }
                 Err(error) => {
