@@ -241,3 +241,104 @@ async fn a_failed_fdatasync_fails_the_store_until_it_is_reopened() {
     assert_eq!(store.head().await.unwrap().position, 4);
     conformance::read_everything(&store).await;
 }
+
+/// Makes every `fdatasync` slow, so that appends arrive while a commit is in flight.
+struct SlowSync;
+
+impl ledger::store::embedded::IoFaults for SlowSync {
+    fn before(&self, operation: ledger::store::embedded::IoOperation) -> std::io::Result<()> {
+        if operation == ledger::store::embedded::IoOperation::Sync {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+}
+
+/// Appends submitted while a commit is in flight are decided against it: retries of its
+/// command ids are answered with its result and never written twice, versions stay
+/// gap-free, and commits keep rolling segments correctly.
+#[tokio::test]
+async fn retries_of_a_commit_in_flight_are_answered_once_it_is_durable() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        faults: Some(std::sync::Arc::new(SlowSync)),
+        ..small_segments()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    let request = |round: usize, i: usize| {
+        append(
+            &format!("c-{round}-{i}"),
+            &[],
+            vec![event(&format!("s-{}", i % 4), &[round as u8; 100])],
+        )
+    };
+    for round in 0..40 {
+        let mut pending = Vec::new();
+        for i in 0..16 {
+            pending.push(store.submit(request(round, i)).await.unwrap());
+        }
+        // Let the builder hand the commit over, then retry while it syncs (or, when it
+        // was quicker, once it is durable: both must give the original result).
+        tokio::time::sleep(std::time::Duration::from_micros(300)).await;
+        let mut retries = Vec::new();
+        for i in 0..16 {
+            retries.push(store.submit(request(round, i)).await.unwrap());
+        }
+        for (p, retry) in pending.into_iter().zip(retries) {
+            assert_eq!(p.await.unwrap(), retry.await.unwrap());
+        }
+    }
+    assert_eq!(store.head().await.unwrap().position, 40 * 16);
+    let events = conformance::read_everything(&store).await;
+    for stream in 0..4 {
+        let versions: Vec<u64> = events
+            .iter()
+            .filter(|e| e.stream_id.as_str() == format!("s-{stream}"))
+            .map(|e| e.stream_version)
+            .collect();
+        assert_eq!(versions, (1..=160).collect::<Vec<u64>>());
+    }
+    store.close().await;
+    drop(store);
+    let (_store, report) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    assert_eq!(report.head.position, 40 * 16);
+    assert!(report.segments > 10, "segments rolled: {}", report.segments);
+}
+
+/// A failed commit fails every append decided after it too, although the builder had
+/// already decided (and maybe refused) them against the failed commit.
+#[tokio::test]
+async fn a_failed_fdatasync_fails_the_appends_built_on_the_commit_in_flight() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        faults: Some(std::sync::Arc::new(FailingSync {
+            healthy_syncs: 0.into(),
+        })),
+        ..small_segments()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for i in 0..32 {
+        // Every other append expects a stream the one before it creates.
+        let expectations = [("s-1", ExpectedVersion::NoStream)];
+        let expectations: &[_] = if i % 2 == 0 { &[] } else { &expectations };
+        let request = append(&format!("c-{i}"), expectations, vec![event("s-1", b"x")]);
+        // Once the failure is recorded, `submit` itself refuses.
+        pending.push(store.submit(request).await);
+    }
+    for p in pending {
+        let error = match p {
+            Ok(p) => p.await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+    }
+    assert_eq!(store.head().await.unwrap().position, 0);
+    store.close().await;
+}

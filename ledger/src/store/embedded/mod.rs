@@ -6,13 +6,16 @@
 //! <data>/segments/spare.tmp         the next segment, being zero-filled ahead of need
 //! ```
 //!
-//! See `segment` (files), `writer` (group commit), `recovery` (open, torn tails) and
-//! `read` (reads). ARCHITECTURE.md walks through the crash cases.
+//! See `segment` (files), `writer` (pipelined group commit: `builder`, `syncer`),
+//! `recovery` (open, torn tails) and `read` (reads). ARCHITECTURE.md walks through the
+//! crash cases.
 
+mod builder;
 mod index;
 mod read;
 mod recovery;
 mod segment;
+mod syncer;
 mod writer;
 
 use std::fs::{self, OpenOptions};
@@ -198,9 +201,7 @@ impl EmbeddedStore {
             head_sender,
             write_offset,
             active_segment_bytes,
-            spare: None,
             faults: options.faults.clone(),
-            reusable_buffer: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("stemma-writer".into())

@@ -1,0 +1,457 @@
+//! The builder: decides and encodes appends into the next commit as they arrive, and hands
+//! it to the syncer as soon as the syncer is idle (or the commit is full).
+//!
+//! It decides against three layers, newest first: the commit it is building, the commit in
+//! flight (written but maybe not durable yet: its stream versions and command ids) and the
+//! durable index. A retry of a command id that is in the commit in flight is deferred and
+//! decided again once that commit is durable, when the durable index answers it: it is
+//! never written twice.
+
+use std::collections::HashMap;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::index::{CommandEntry, CommandKey};
+use super::read;
+use super::segment::SEGMENT_HEADER_BYTES;
+use super::syncer::{Handoff, Synced};
+use super::writer::{
+    result_of_recorded, Accepted, AppendReply, Commit, Shared, WriterLimits, WriterMessage,
+};
+use crate::store::codec;
+use crate::store::error::StoreError;
+use crate::store::types::{
+    AppendRequest, AppendResult, EventId, Hash32, Position, StreamId, StreamVersion,
+};
+use crate::time::{Clock, Timestamp};
+
+/// Where the log will end once the commit in flight is durable: the next commit starts
+/// here.
+struct Tip {
+    next_position: Position,
+    hash: Hash32,
+    recorded_at: Timestamp,
+    /// Where the next commit goes in its segment, and that segment's size.
+    offset: u64,
+    segment_bytes: u64,
+}
+
+/// The commit handed to the syncer and not yet durable: what deciding must see of it.
+struct InFlight {
+    synced: oneshot::Receiver<Synced>,
+    stream_versions: HashMap<StreamId, StreamVersion>,
+    commands: HashMap<CommandKey, usize>,
+}
+
+pub struct Builder {
+    shared: Arc<Shared>,
+    limits: WriterLimits,
+    clock: Arc<dyn Clock>,
+    receiver: mpsc::Receiver<WriterMessage>,
+    syncer: SyncSender<Handoff>,
+    tip: Tip,
+    building: Option<Commit>,
+    in_flight: Option<InFlight>,
+    /// An append that did not fit in the rest of the segment: it starts the next commit.
+    carried: Option<(AppendRequest, AppendReply)>,
+    /// Retries of a command id in the commit in flight, decided again once it is durable.
+    deferred: Vec<(AppendRequest, AppendReply)>,
+    /// No more messages are taken (closed, or every sender is gone).
+    closing: bool,
+    close: Option<oneshot::Sender<()>>,
+    /// The buffer of the last durable commit, kept for its capacity.
+    reusable_buffer: Vec<u8>,
+}
+
+impl Builder {
+    pub fn new(
+        shared: Arc<Shared>,
+        limits: WriterLimits,
+        clock: Arc<dyn Clock>,
+        receiver: mpsc::Receiver<WriterMessage>,
+        syncer: SyncSender<Handoff>,
+        write_offset: u64,
+        active_segment_bytes: u64,
+    ) -> Builder {
+        let tip = {
+            let index = shared.index.read().expect("index lock");
+            Tip {
+                next_position: index.head.position + 1,
+                hash: index.head.hash,
+                recorded_at: index.last_recorded_at,
+                offset: write_offset,
+                segment_bytes: active_segment_bytes,
+            }
+        };
+        Builder {
+            shared,
+            limits,
+            clock,
+            receiver,
+            syncer,
+            tip,
+            building: None,
+            in_flight: None,
+            carried: None,
+            deferred: Vec::new(),
+            closing: false,
+            close: None,
+            reusable_buffer: Vec::new(),
+        }
+    }
+
+    /// Runs until closed (every append before the close durable and answered) or failed.
+    /// Returns the close request to confirm once the syncer has stopped too.
+    pub async fn run(mut self) -> Option<oneshot::Sender<()>> {
+        loop {
+            if self.in_flight.is_none() {
+                // The syncer is idle: everything queued meanwhile joins this commit.
+                while self.accepting() {
+                    match self.receiver.try_recv() {
+                        Ok(message) => self.take(Some(message)),
+                        Err(_) => break,
+                    }
+                }
+                if self.building.as_ref().is_some_and(|c| c.appends > 0) {
+                    self.hand();
+                } else if self.closing {
+                    return self.close.take();
+                }
+            }
+            let accepting = self.accepting();
+            tokio::select! {
+                biased;
+                synced = until_synced(&mut self.in_flight) => match synced {
+                    Ok(buffer) => self.durable(buffer),
+                    Err(why) => {
+                        self.fail(&why);
+                        return self.close.take();
+                    }
+                },
+                message = self.receiver.recv(), if accepting => {
+                    self.take(message);
+                    // Take what else is queued without going back through `select!`.
+                    while self.accepting() {
+                        match self.receiver.try_recv() {
+                            Ok(message) => self.take(Some(message)),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether another append may join the commit being built.
+    fn accepting(&self) -> bool {
+        let full = self.carried.is_some()
+            || self.building.as_ref().is_some_and(|commit| {
+                commit.appends >= self.limits.commit_appends_max
+                    || commit.buffer.len() >= self.limits.commit_bytes_max
+            });
+        !self.closing && !full
+    }
+
+    fn take(&mut self, message: Option<WriterMessage>) {
+        match message {
+            Some(WriterMessage::Append { request, reply }) => self.decide(*request, reply),
+            Some(WriterMessage::Close { done }) => {
+                self.close = Some(done);
+                self.closing = true;
+            }
+            None => self.closing = true,
+        }
+    }
+
+    /// Seals the commit being built and hands it to the (idle) syncer.
+    fn hand(&mut self) {
+        let mut commit = self.building.take().expect("a commit is being built");
+        commit.seal();
+        let bytes = commit.buffer.len() as u64;
+        if bytes > 0 {
+            // The same rule the syncer rolls by, so the next commit is cut where it must be.
+            if self.tip.offset + bytes > self.tip.segment_bytes {
+                self.tip.offset = SEGMENT_HEADER_BYTES;
+                self.tip.segment_bytes = self.limits.segment_size_bytes;
+            }
+            self.tip.offset += bytes;
+            self.tip.next_position = commit.next_position;
+            self.tip.hash = commit.previous_hash;
+            self.tip.recorded_at = commit.recorded_at;
+        }
+        let (synced, outcome) = oneshot::channel();
+        self.in_flight = Some(InFlight {
+            synced: outcome,
+            stream_versions: std::mem::take(&mut commit.stream_versions),
+            commands: std::mem::take(&mut commit.commands),
+        });
+        self.syncer
+            .send(Handoff { commit, synced })
+            .expect("the syncer runs until it fails or the builder hangs up");
+        if let Some((request, reply)) = self.carried.take() {
+            self.decide(request, reply);
+        }
+    }
+
+    /// The commit in flight is durable and indexed.
+    fn durable(&mut self, buffer: Vec<u8>) {
+        self.in_flight = None;
+        self.reusable_buffer = buffer;
+        for (request, reply) in std::mem::take(&mut self.deferred) {
+            self.decide(request, reply);
+        }
+    }
+
+    /// The commit in flight failed (and with it the store): everything after it fails too.
+    fn fail(&mut self, why: &str) {
+        self.in_flight = None;
+        self.receiver.close();
+        let unavailable = || Err(StoreError::Unavailable(why.to_string()));
+        if let Some(commit) = self.building.take() {
+            commit.fail(why);
+        }
+        let mut replies: Vec<AppendReply> = self.deferred.drain(..).map(|(_, r)| r).collect();
+        replies.extend(self.carried.take().map(|(_, reply)| reply));
+        while let Ok(message) = self.receiver.try_recv() {
+            match message {
+                WriterMessage::Append { reply, .. } => replies.push(reply),
+                WriterMessage::Close { done } => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        for reply in replies {
+            let _ = reply.send(unavailable());
+        }
+    }
+
+    fn new_commit(&mut self) -> Commit {
+        let mut buffer = std::mem::take(&mut self.reusable_buffer);
+        buffer.clear();
+        Commit::new(
+            self.tip.next_position,
+            self.tip.hash,
+            self.clock.now().max(self.tip.recorded_at),
+            buffer,
+        )
+    }
+
+    /// Decides one append into the commit being built: answered, accepted (encoded),
+    /// deferred, or carried to the next commit when it does not fit in this segment.
+    fn decide(&mut self, request: AppendRequest, reply: AppendReply) {
+        if self.building.is_none() {
+            self.building = Some(self.new_commit());
+        }
+        let commit = self.building.as_mut().expect("a commit is being built");
+        let command_key = CommandKey::of(&request.command_id);
+        if let Some(&i) = commit.commands.get(&command_key) {
+            let original = &mut commit.accepted[i];
+            if same_content(&original.request, &request) {
+                original.replies.push(reply);
+                commit.appends += 1;
+            } else {
+                let refused = Err(StoreError::CommandIdReused {
+                    command_id: request.command_id,
+                    original_position: original.result.first_position,
+                });
+                commit.answer(reply, refused);
+            }
+            return;
+        }
+        let in_flight = self.in_flight.as_ref();
+        if in_flight.is_some_and(|f| f.commands.contains_key(&command_key)) {
+            self.deferred.push((request, reply));
+            return;
+        }
+        let index = self.shared.index.read().expect("index lock");
+        if let Some(&entry) = index.commands.get(&command_key) {
+            drop(index);
+            let outcome = replay(&self.shared, entry, &request);
+            commit.answer(reply, outcome);
+            return;
+        }
+        let version_of = |commit: &Commit, stream_id: &StreamId| {
+            commit
+                .stream_versions
+                .get(stream_id)
+                .or_else(|| in_flight.and_then(|f| f.stream_versions.get(stream_id)))
+                .copied()
+                .unwrap_or_else(|| index.stream_version(stream_id))
+        };
+        for expectation in &request.expectations {
+            let actual = version_of(commit, &expectation.stream_id);
+            if !expectation.expected.is_met_by(actual) {
+                let refused = Err(StoreError::WrongExpectedVersion {
+                    stream_id: expectation.stream_id.clone(),
+                    expected: expectation.expected,
+                    actual,
+                });
+                commit.answer(reply, refused);
+                return;
+            }
+        }
+        // Each event's stream version, and each stream's last one.
+        let mut versions: Vec<(StreamId, StreamVersion)> = Vec::new();
+        let mut event_versions = Vec::with_capacity(request.events.len());
+        for proposed in &request.events {
+            let version = match versions.iter_mut().find(|(s, _)| *s == proposed.stream_id) {
+                Some((_, version)) => {
+                    *version += 1;
+                    *version
+                }
+                None => {
+                    let version = version_of(commit, &proposed.stream_id) + 1;
+                    versions.push((proposed.stream_id.clone(), version));
+                    version
+                }
+            };
+            event_versions.push(version);
+        }
+        drop(index);
+        let before = commit.mark();
+        let buffer_before = before.buffer_bytes;
+        let events = encode(commit, &request, &event_versions);
+        let append_bytes = (commit.buffer.len() - buffer_before) as u64;
+        let segment_capacity = self.limits.segment_size_bytes - SEGMENT_HEADER_BYTES;
+        let fits_here = self.tip.offset + commit.buffer.len() as u64 <= self.tip.segment_bytes;
+        if append_bytes > segment_capacity {
+            commit.undo(before);
+            let refused = Err(StoreError::TooLarge {
+                field: "events",
+                size_bytes: append_bytes as usize,
+                limit_bytes: segment_capacity as usize,
+            });
+            commit.answer(reply, refused);
+        } else if fits_here || buffer_before == 0 {
+            let first_position = events[0].0;
+            commit.accept(Accepted {
+                result: AppendResult {
+                    first_position,
+                    last_position: first_position + events.len() as u64 - 1,
+                    stream_versions: versions,
+                    recorded_at: commit.recorded_at,
+                },
+                request,
+                replies: vec![reply],
+                command_key,
+                events,
+            });
+        } else {
+            // A commit never spans segments: this append starts the next one.
+            commit.undo(before);
+            self.carried = Some((request, reply));
+        }
+    }
+}
+
+/// Waits for the commit in flight to be durable; never resolves when there is none.
+async fn until_synced(in_flight: &mut Option<InFlight>) -> Synced {
+    match in_flight {
+        Some(in_flight) => (&mut in_flight.synced)
+            .await
+            .unwrap_or_else(|_| Err("the event store's syncer stopped".to_string())),
+        None => std::future::pending().await,
+    }
+}
+
+/// Encodes and hash-chains `request`'s events, at `stream_versions`, at the end of
+/// `commit`. Returns (position, offset in the buffer, stream) of each.
+fn encode(
+    commit: &mut Commit,
+    request: &AppendRequest,
+    stream_versions: &[StreamVersion],
+) -> Vec<(Position, usize, StreamId)> {
+    let mut events = Vec::with_capacity(request.events.len());
+    let first_position = commit.next_position;
+    let mut previous_hash = commit.previous_hash;
+    for (i, proposed) in request.events.iter().enumerate() {
+        let stream_version = stream_versions[i];
+        let position = first_position + i as u64;
+        let frame_at = commit.buffer.len();
+        commit
+            .buffer
+            .resize(frame_at + codec::FRAME_HEADER_BYTES, 0);
+        let body_at = commit.buffer.len();
+        previous_hash = codec::encode_record_into(
+            &codec::RecordRef {
+                position,
+                stream_id: &proposed.stream_id,
+                stream_version,
+                event_id: EventId::derive(&request.command_id, i as u32),
+                event_type: &proposed.event_type,
+                schema_version: proposed.schema_version,
+                recorded_at: commit.recorded_at,
+                command_id: &request.command_id,
+                command_fingerprint: request.command_fingerprint,
+                correlation_id: request.correlation_id.as_ref(),
+                causation_id: request.causation_id.as_ref(),
+                actor: &request.actor,
+                payload: &proposed.payload,
+                previous_hash,
+                hash: Hash32::GENESIS,
+            },
+            &mut commit.buffer,
+        );
+        let body = &commit.buffer[body_at..];
+        commit
+            .frames
+            .push((frame_at, body.len(), crc32c::crc32c(body)));
+        events.push((position, frame_at, proposed.stream_id.clone()));
+    }
+    commit.next_position = first_position + request.events.len() as u64;
+    commit.previous_hash = previous_hash;
+    events
+}
+
+/// The result of a command id that is already durable, if the retry is the same command.
+fn replay(
+    shared: &Shared,
+    entry: CommandEntry,
+    request: &AppendRequest,
+) -> Result<AppendResult, StoreError> {
+    let mut events = Vec::with_capacity(entry.event_count as usize);
+    while events.len() < entry.event_count as usize {
+        let from = entry.first_position + events.len() as u64;
+        let left = entry.event_count as usize - events.len();
+        let batch = read::read_all(&shared.index, from, left)?;
+        assert!(!batch.is_empty(), "a durable command's events are readable");
+        events.extend(batch);
+    }
+    let reused = || StoreError::CommandIdReused {
+        command_id: request.command_id.clone(),
+        original_position: entry.first_position,
+    };
+    if events.len() != request.events.len() {
+        return Err(reused());
+    }
+    let same = events
+        .iter()
+        .zip(&request.events)
+        .all(|(recorded, proposed)| {
+            recorded.command_id == request.command_id
+                && recorded.stream_id == proposed.stream_id
+                && recorded.event_type == proposed.event_type
+                && recorded.schema_version == proposed.schema_version
+                && recorded.payload == proposed.payload
+                && recorded.correlation_id == request.correlation_id
+                && recorded.causation_id == request.causation_id
+                && recorded.actor == request.actor
+        });
+    if !same {
+        return Err(reused());
+    }
+    Ok(result_of_recorded(&events))
+}
+
+/// Two appends are the same command when they write the same events with the same
+/// metadata. Expectations are not compared: a retry may be sent after the first attempt
+/// moved the stream on.
+fn same_content(a: &AppendRequest, b: &AppendRequest) -> bool {
+    a.events == b.events
+        && a.command_fingerprint == b.command_fingerprint
+        && a.correlation_id == b.correlation_id
+        && a.causation_id == b.causation_id
+        && a.actor == b.actor
+}
