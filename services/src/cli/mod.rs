@@ -1,5 +1,6 @@
 //! The `stemma` command line.
 
+mod audit;
 mod store;
 
 use std::path::PathBuf;
@@ -51,6 +52,13 @@ pub enum Command {
     /// Operate on the embedded event store directly.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Auditors' tools; read-only, they never take the writer lock.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Write every event with its envelope as JSON lines to standard output (read-only).
+    Export(audit::ExportArgs),
+    /// Read an export into a new data directory, re-checking every hash.
+    Import(audit::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +78,13 @@ pub enum StoreCommand {
 
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
+    // Synchronous, with exit codes of their own (1 = findings): no runtime needed.
+    let cli = match cli.command {
+        Command::Audit(command) => return audit::run(command),
+        Command::Export(args) => return audit::export(args),
+        Command::Import(args) => return audit::import(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +110,9 @@ pub fn run(cli: Cli) -> ExitCode {
             } => demo(server, token_files, tokens_dir, window_seconds).await,
             Command::Store(StoreCommand::Status { data, json }) => {
                 store::status(&data, json).await.map_err(|e| e.to_string())
+            }
+            Command::Audit(_) | Command::Export(_) | Command::Import(_) => {
+                unreachable!("handled before the runtime starts")
             }
         }
     });

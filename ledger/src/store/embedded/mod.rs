@@ -9,10 +9,12 @@
 //! See `segment` (files), `writer` (group commit), `recovery` (open, torn tails) and
 //! `read` (reads). ARCHITECTURE.md walks through the crash cases.
 
+pub mod import;
 mod index;
 mod read;
 mod recovery;
 mod segment;
+pub mod snapshot;
 mod writer;
 
 use std::fs::{self, OpenOptions};
