@@ -11,6 +11,7 @@
 //! Nothing here takes the writer lock: every reader goes through
 //! `store::embedded::snapshot`, which never writes.
 
+pub mod explain;
 pub mod export;
 pub mod findings;
 pub mod replay;

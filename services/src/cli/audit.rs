@@ -24,6 +24,26 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Why a payout exists and why it is this amount: the distribution, its pool and the
+    /// money behind it, the line and its rounding, amendments, comments, credited ancestors.
+    Explain {
+        #[arg(long, default_value = "./stemma-data")]
+        data: PathBuf,
+        /// The payout id (`po-…`).
+        #[arg(long)]
+        payout: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every payout issued to a member, with its state, and totals per currency.
+    Statement {
+        #[arg(long, default_value = "./stemma-data")]
+        data: PathBuf,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +72,8 @@ pub fn run(command: AuditCommand) -> ExitCode {
     match command {
         AuditCommand::Verify(args) => verify(args),
         AuditCommand::Head { data, json } => head(data, json),
+        AuditCommand::Explain { data, payout, json } => explain(data, &payout, json),
+        AuditCommand::Statement { data, member, json } => statement(data, &member, json),
     }
 }
 
@@ -233,4 +255,170 @@ pub fn import(args: ImportArgs) -> ExitCode {
         }
         Err(error) => cannot_run(error),
     }
+}
+
+fn explain(data: PathBuf, payout: &str, json: bool) -> ExitCode {
+    let payout_id = match ledger::domain::ids::PayoutId::new(payout) {
+        Ok(id) => id,
+        Err(error) => return cannot_run(format!("--payout: {error}")),
+    };
+    let explanation = match audit::explain::explain_payout(&data, &payout_id) {
+        Ok(Some(explanation)) => explanation,
+        Ok(None) => return cannot_run(format!("no payout {payout_id} in the log")),
+        Err(error) => return cannot_run(error),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&explanation).expect("an explanation serializes")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let e = &explanation;
+    let at = |event: &audit::explain::EventRef| {
+        format!(
+            "position {} ({}, hash {})",
+            event.position, event.recorded_at, event.hash
+        )
+    };
+    println!("payout      {}", e.payout_id);
+    println!("member      {}", e.member);
+    println!("amount      {}", e.amount);
+    println!("state       {}", e.state);
+    println!("issued      {}", at(&e.issued));
+    for attempt in &e.attempts {
+        println!(
+            "attempt {}   {} {} at {}",
+            attempt.attempt,
+            attempt.outcome,
+            attempt.detail,
+            at(&attempt.event)
+        );
+    }
+    if let Some(fee) = &e.lead_fee {
+        println!(
+            "pays        the lead fee {} on project {}",
+            fee.fee, fee.project_id
+        );
+        if let Some(agreed) = &fee.agreed {
+            println!("agreed      {}", at(agreed));
+        }
+    }
+    if let Some(d) = &e.distribution {
+        println!(
+            "pays        a line of distribution {} of production {}",
+            d.distribution_id, d.production_id
+        );
+        println!("proposed    {}", at(&d.proposed));
+        if let Some(finalized) = &d.finalized {
+            println!("finalized   {}", at(finalized));
+        }
+        println!("money before the cut-off:");
+        for fact in &d.money {
+            println!(
+                "  {:<8} {:>16}  {}  {}",
+                fact.kind,
+                fact.amount,
+                fact.description,
+                at(&fact.event)
+            );
+        }
+        println!(
+            "pool        {} = {} x max({} - {}, 0) - earlier pools {} (entitlement {})",
+            d.pool,
+            d.artist_share,
+            d.revenue_total,
+            d.expense_total,
+            d.earlier_pools,
+            d.entitlement
+        );
+        if let Some(line) = &d.line {
+            println!(
+                "line        {} of {}: weight {} of {}, records {}",
+                line.line_number,
+                line.line_count,
+                line.weight,
+                line.weight_total,
+                line.records.join(", ")
+            );
+            println!("rationale   {}", line.rationale);
+            println!(
+                "amount      pool x {} / {} = {} -> rounded down {}{} = {}",
+                line.weight,
+                line.weight_total,
+                line.exact_amount,
+                line.rounded_down,
+                if line.leftover_unit {
+                    " + 1 leftover minor unit (largest remainders)"
+                } else {
+                    ""
+                },
+                line.amount
+            );
+        }
+        for amendment in &d.amendments {
+            println!(
+                "amended     {} (weight {}) because {:?}, answering {} at {}",
+                amendment.change,
+                amendment.weight.as_deref().unwrap_or("-"),
+                amendment.reason,
+                amendment.answers.join(", "),
+                at(&amendment.event)
+            );
+        }
+        for comment in &d.comments {
+            println!(
+                "comment     {} by {}{}{}: {:?} at {}",
+                comment.comment_id,
+                comment.author,
+                if comment.staff { " (staff)" } else { "" },
+                comment
+                    .reply_to
+                    .as_ref()
+                    .map(|parent| format!(" replying to {parent}"))
+                    .unwrap_or_default(),
+                comment.body,
+                at(&comment.event)
+            );
+        }
+        for ancestor in &d.credited_ancestors {
+            println!(
+                "credited    {} by {} (depth {})",
+                ancestor.record_id, ancestor.contributor, ancestor.depth
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn statement(data: PathBuf, member: &str, json: bool) -> ExitCode {
+    let member = match ledger::domain::ids::MemberId::new(member) {
+        Ok(member) => member,
+        Err(error) => return cannot_run(format!("--member: {error}")),
+    };
+    let statement = match audit::explain::statement(&data, &member) {
+        Ok(statement) => statement,
+        Err(error) => return cannot_run(error),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&statement).expect("a statement serializes")
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!("member {}", statement.member);
+    for payout in &statement.payouts {
+        println!(
+            "{}  {:>16}  {:<8}  {}  issued at position {}",
+            payout.payout_id, payout.amount, payout.state, payout.paying, payout.issued.position
+        );
+    }
+    for total in &statement.totals {
+        println!(
+            "total {}: issued {}, settled {}",
+            total.currency, total.issued, total.settled
+        );
+    }
+    ExitCode::SUCCESS
 }
