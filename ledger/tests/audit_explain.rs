@@ -217,6 +217,7 @@ async fn a_payout_of_the_tv_episode_is_explained_field_by_field() {
         VerifyOptions {
             semantic: true,
             checkpoint: None,
+            workers: 0,
         },
         &mut |_| {},
     )

@@ -67,6 +67,7 @@ fn verify(log: &Path, semantic: bool) -> VerifyReport {
         VerifyOptions {
             semantic,
             checkpoint: None,
+            workers: 0,
         },
         &mut |_| {},
     )
@@ -448,6 +449,7 @@ async fn a_checkpoint_proves_the_history_up_to_it_unchanged() {
     let options = VerifyOptions {
         semantic: true,
         checkpoint: Some(checkpoint),
+        workers: 0,
     };
     let report = audit::verify(&log, options, &mut |_| {}).unwrap();
     assert_eq!(

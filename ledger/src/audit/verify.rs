@@ -39,6 +39,8 @@ pub struct VerifyOptions {
     pub semantic: bool,
     /// Verify up to this checkpoint only, and check its hash.
     pub checkpoint: Option<Checkpoint>,
+    /// Threads that decode and hash; 0 for the machine's cores (at most `WORKERS_MAX`).
+    pub workers: usize,
 }
 
 /// How far a pass has come.
@@ -98,42 +100,210 @@ struct Chain {
     events: u64,
 }
 
+/// Frames gathered before they are decoded and hashed together on worker threads.
+pub const BATCH_FRAMES_MAX: usize = 4_096;
+/// Worker threads for decoding and hashing: the machine's cores, at most this many.
+pub const WORKERS_MAX: usize = 8;
+/// Below this many frames a batch is prepared on the calling thread: spawning would cost
+/// more than it saves.
+const BATCH_FRAMES_PARALLEL_MIN: usize = 256;
+
+/// A frame copied out of its segment, waiting in a batch.
+struct PendingFrame {
+    segment: usize,
+    offset: u64,
+    commit: crate::store::codec::CommitRange,
+    body: Vec<u8>,
+}
+
+/// What the workers compute for one frame: everything that does not depend on the
+/// frames before it.
+struct Prepared {
+    event: Result<RecordedEvent, crate::store::CorruptionKind>,
+    /// `blake3(previous_hash field ‖ content) == hash field`.
+    hash_valid: bool,
+    domain: Option<Result<DomainEvent, crate::domain::events::EventDecodeError>>,
+}
+
+fn prepare(frame: &PendingFrame, semantic: bool) -> Prepared {
+    let event = codec::decode_event(&frame.body);
+    let hash_valid = match &event {
+        Ok(event) => codec::body_hash_is_valid(&event.previous_hash, &frame.body, &event.hash),
+        Err(_) => false,
+    };
+    let domain = match (&event, semantic) {
+        (Ok(event), true) => Some(DomainEvent::decode(
+            event.event_type.as_str(),
+            event.schema_version,
+            &event.payload,
+        )),
+        _ => None,
+    };
+    Prepared {
+        event,
+        hash_valid,
+        domain,
+    }
+}
+
+/// Decodes and hashes `batch` on up to `workers` threads, in order.
+fn prepare_batch(batch: &[PendingFrame], semantic: bool, workers: usize) -> Vec<Prepared> {
+    if workers <= 1 || batch.len() < BATCH_FRAMES_PARALLEL_MIN {
+        return batch.iter().map(|frame| prepare(frame, semantic)).collect();
+    }
+    let chunk = batch.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(chunk)
+            .map(|frames| {
+                scope.spawn(move || {
+                    frames
+                        .iter()
+                        .map(|frame| prepare(frame, semantic))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("preparing frames does not panic"))
+            .collect()
+    })
+}
+
+/// One verification pass.
+struct Pass<'p> {
+    options: VerifyOptions,
+    segments: Vec<std::path::PathBuf>,
+    sink: FindingSink,
+    chain: Chain,
+    replay: Option<Replay>,
+    batch: Vec<PendingFrame>,
+    workers: usize,
+    checkpoint_reached: bool,
+    reported: Progress,
+    segment_bases: Vec<u64>,
+    progress: &'p mut dyn FnMut(&Progress),
+}
+
+impl Pass<'_> {
+    /// Verifies the frames batched so far, in order. Returns `false` once the checkpoint
+    /// is reached (nothing after it is read).
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return !self.checkpoint_reached;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let prepared = prepare_batch(&batch, self.options.semantic, self.workers);
+        for (frame, prepared) in batch.iter().zip(prepared) {
+            if self.checkpoint_reached {
+                break;
+            }
+            let path = self.segments[frame.segment].clone();
+            let Some((event, domain)) =
+                check_frame(&mut self.chain, &path, frame, prepared, &mut self.sink)
+            else {
+                continue;
+            };
+            if let (Some(replay), Some(domain)) = (self.replay.as_mut(), domain) {
+                match domain {
+                    Ok(domain_event) => replay.apply(&event, &domain_event, &mut self.sink),
+                    Err(error) => self.sink.push(
+                        Finding::new(
+                            event.position,
+                            Check::Decode,
+                            format!(
+                                "a {} payload of schema version {}",
+                                event.event_type, event.schema_version
+                            ),
+                            error.to_string(),
+                        )
+                        .in_event(event.stream_id.as_str(), event.event_type.as_str()),
+                    ),
+                }
+            }
+            if self.chain.events.is_multiple_of(PROGRESS_INTERVAL_EVENTS) {
+                self.reported.events = self.chain.events;
+                self.reported.findings = self.sink.total();
+                self.reported.bytes_read = self.segment_bases[frame.segment] + frame.offset;
+                (self.progress)(&self.reported);
+            }
+            if let Some(checkpoint) = self.options.checkpoint {
+                if event.position >= checkpoint.position {
+                    check_checkpoint(&event, checkpoint, &mut self.sink);
+                    self.checkpoint_reached = true;
+                }
+            }
+        }
+        // Keep the allocation for the next batch.
+        self.batch = batch;
+        self.batch.clear();
+        !self.checkpoint_reached
+    }
+}
+
 /// Verifies the log of `data_directory` without taking its lock. `progress` is called
 /// every `PROGRESS_INTERVAL_EVENTS` events and once at the end.
+///
+/// Frames are gathered in batches of `BATCH_FRAMES_MAX`; each batch is decoded and hashed
+/// on worker threads (nothing there depends on the frames before), then checked in log
+/// order on this thread (positions, links, versions, the replay).
 pub fn verify(
     data_directory: &Path,
     options: VerifyOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<VerifyReport, super::AuditError> {
     let snapshot = LogSnapshot::open(data_directory)?;
-    let mut sink = FindingSink::default();
-    let mut chain = Chain {
-        expected_position: 1,
-        previous_hash: Hash32::GENESIS,
-        head: Head::EMPTY,
-        streams: HashMap::new(),
-        events: 0,
+    let workers = match options.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(WORKERS_MAX);
+    let mut segment_bases = Vec::with_capacity(snapshot.segments.len());
+    let mut base = 0u64;
+    for (_, path) in &snapshot.segments {
+        segment_bases.push(base);
+        base += std::fs::metadata(path).map_or(0, |m| m.len());
+    }
+    let mut pass = Pass {
+        options,
+        segments: snapshot.segments.iter().map(|(_, p)| p.clone()).collect(),
+        sink: FindingSink::default(),
+        chain: Chain {
+            expected_position: 1,
+            previous_hash: Hash32::GENESIS,
+            head: Head::EMPTY,
+            streams: HashMap::new(),
+            events: 0,
+        },
+        replay: options.semantic.then(Replay::new),
+        batch: Vec::with_capacity(BATCH_FRAMES_MAX),
+        workers,
+        checkpoint_reached: false,
+        reported: Progress {
+            bytes_total: base,
+            ..Progress::default()
+        },
+        segment_bases,
+        progress,
     };
-    let mut replay = options.semantic.then(Replay::new);
     let mut tail = None;
-    let mut reported = Progress {
-        bytes_total: snapshot.total_bytes(),
-        ..Progress::default()
-    };
-    let mut bytes_before_segment = 0u64;
-    let mut segment_base = 0u64;
-    let mut checkpoint_reached = false;
+    let mut segment = 0usize;
+    let mut segments_seen = 0usize;
     snapshot.scan(|item| {
         match item {
             ScanItem::Segment {
                 path,
                 named_position,
                 header,
-                size_bytes,
+                ..
             } => {
-                segment_base = bytes_before_segment;
-                bytes_before_segment += size_bytes;
-                check_segment_header(&chain, path, named_position, header, &mut sink);
+                if !pass.flush() {
+                    return false;
+                }
+                segment = segments_seen;
+                segments_seen += 1;
+                check_segment_header(&pass.chain, path, named_position, header, &mut pass.sink);
             }
             ScanItem::Commit {
                 path,
@@ -142,7 +312,10 @@ pub fn verify(
                 complete,
             } => {
                 if !complete {
-                    sink.push(
+                    if !pass.flush() {
+                        return false;
+                    }
+                    pass.sink.push(
                         Finding::new(
                             commit.first_position,
                             Check::IncompleteCommit,
@@ -158,43 +331,15 @@ pub fn verify(
                     );
                 }
                 for frame in frames {
-                    let frame_offset = frame.offset;
-                    let event = check_frame(&mut chain, path, frame, &mut sink);
-                    let Some(event) = event else { continue };
-                    if let Some(replay) = replay.as_mut() {
-                        match DomainEvent::decode(
-                            event.event_type.as_str(),
-                            event.schema_version,
-                            &event.payload,
-                        ) {
-                            Ok(domain_event) => replay.apply(&event, &domain_event, &mut sink),
-                            Err(error) => sink.push(
-                                Finding::new(
-                                    event.position,
-                                    Check::Decode,
-                                    format!(
-                                        "a {} payload of schema version {}",
-                                        event.event_type, event.schema_version
-                                    ),
-                                    error.to_string(),
-                                )
-                                .in_event(event.stream_id.as_str(), event.event_type.as_str()),
-                            ),
-                        }
-                    }
-                    if chain.events.is_multiple_of(PROGRESS_INTERVAL_EVENTS) {
-                        reported.events = chain.events;
-                        reported.findings = sink.total();
-                        reported.bytes_read = segment_base + frame_offset;
-                        progress(&reported);
-                    }
-                    if let Some(checkpoint) = options.checkpoint {
-                        if event.position >= checkpoint.position {
-                            check_checkpoint(&event, checkpoint, &mut sink);
-                            checkpoint_reached = true;
-                            return false;
-                        }
-                    }
+                    pass.batch.push(PendingFrame {
+                        segment,
+                        offset: frame.offset,
+                        commit: frame.commit,
+                        body: frame.body.to_vec(),
+                    });
+                }
+                if pass.batch.len() >= BATCH_FRAMES_MAX {
+                    return pass.flush();
                 }
             }
             ScanItem::Damage {
@@ -203,6 +348,9 @@ pub fn verify(
                 kind,
                 resumed_at,
             } => {
+                if !pass.flush() {
+                    return false;
+                }
                 let found = match resumed_at {
                     Some(resumed_at) => format!(
                         "{kind}; {} bytes skipped to the next valid frame",
@@ -210,9 +358,9 @@ pub fn verify(
                     ),
                     None => format!("{kind}; nothing valid after it in this segment"),
                 };
-                sink.push(
+                pass.sink.push(
                     Finding::new(
-                        chain.expected_position,
+                        pass.chain.expected_position,
                         Check::Frame,
                         "a valid frame",
                         found,
@@ -225,6 +373,9 @@ pub fn verify(
                 offset,
                 bytes_ignored,
             } => {
+                if !pass.flush() {
+                    return false;
+                }
                 tail = Some(TailIgnored {
                     segment: path.display().to_string(),
                     offset,
@@ -234,6 +385,16 @@ pub fn verify(
         }
         true
     })?;
+    pass.flush();
+    let Pass {
+        mut sink,
+        chain,
+        mut replay,
+        checkpoint_reached,
+        mut reported,
+        progress,
+        ..
+    } = pass;
     if let Some(checkpoint) = options.checkpoint {
         if !checkpoint_reached {
             sink.push(Finding::new(
@@ -324,14 +485,18 @@ fn check_segment_header(
     }
 }
 
-/// The chain checks of one frame. Returns the event if its envelope decodes.
+type DecodedDomainEvent = Option<Result<DomainEvent, crate::domain::events::EventDecodeError>>;
+
+/// The chain checks of one frame, in log order. Returns the event (and its domain event,
+/// when the replay runs) if its envelope decodes.
 fn check_frame(
     chain: &mut Chain,
     path: &Path,
-    frame: crate::store::embedded::snapshot::FrameRef<'_>,
+    frame: &PendingFrame,
+    prepared: Prepared,
     sink: &mut FindingSink,
-) -> Option<RecordedEvent> {
-    let event = match codec::decode_event(frame.body) {
+) -> Option<(RecordedEvent, DecodedDomainEvent)> {
+    let event = match prepared.event {
         Ok(event) => event,
         Err(kind) => {
             sink.push(
@@ -346,7 +511,7 @@ fn check_frame(
             // Resynchronise: this frame takes one position, and the chain goes on from
             // the hash it stores.
             chain.expected_position += 1;
-            chain.previous_hash = codec::stored_hash(frame.body);
+            chain.previous_hash = codec::stored_hash(&frame.body);
             return None;
         }
     };
@@ -384,7 +549,7 @@ fn check_frame(
             format!("previous hash {}", event.previous_hash),
         )));
     }
-    if !codec::body_hash_is_valid(&event.previous_hash, frame.body, &event.hash) {
+    if !prepared.hash_valid {
         let recomputed = crate::store::chain::expected_hash(&event);
         sink.push(in_event(Finding::new(
             position,
@@ -394,7 +559,14 @@ fn check_frame(
         )));
     }
     chain.previous_hash = event.hash;
-    let version = chain.streams.entry(event.stream_id.clone()).or_insert(0);
+    // Look up before inserting: cloning the stream id for every event costs an allocation.
+    if !chain.streams.contains_key(&event.stream_id) {
+        chain.streams.insert(event.stream_id.clone(), 0);
+    }
+    let version = chain
+        .streams
+        .get_mut(&event.stream_id)
+        .expect("inserted above");
     if event.stream_version != *version + 1 {
         sink.push(in_event(Finding::new(
             position,
@@ -409,7 +581,7 @@ fn check_frame(
         hash: event.hash,
     };
     chain.events += 1;
-    Some(event)
+    Some((event, prepared.domain))
 }
 
 fn check_checkpoint(event: &RecordedEvent, checkpoint: Checkpoint, sink: &mut FindingSink) {

@@ -93,6 +93,7 @@ fn verify(args: VerifyArgs) -> ExitCode {
     let options = VerifyOptions {
         semantic: !args.chain_only,
         checkpoint,
+        workers: 0,
     };
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
