@@ -142,3 +142,164 @@ async fn verify_exits_1_and_names_the_position_of_a_changed_event() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("position 3"));
 }
+
+#[tokio::test]
+async fn explain_and_statement_print_a_payout_and_its_line() {
+    use ledger::domain::events::*;
+    use ledger::domain::ids::*;
+    use ledger::money::{ArtistShare, Currency, Money, Weight};
+    use ledger::time::Timestamp;
+
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let (store, _) = EmbeddedStore::open(&data, EmbeddedOptions::default())
+        .await
+        .unwrap();
+    let usd = |amount: &str| Money::parse(amount, Currency::USD).unwrap();
+    let production = ProductionId::new("pr").unwrap();
+    let distribution = DistributionId::new("d").unwrap();
+    let ann = MemberId::new("ann").unwrap();
+    let record = RecordId::new("r").unwrap();
+    let payout_id = PayoutId::for_line(&distribution, &ann);
+    let history: Vec<DomainEvent> = vec![
+        MemberRegistered {
+            member_id: ann.clone(),
+            handle: "@ann".into(),
+            personal_data: SealedPersonalData {
+                nonce: [0; 12],
+                ciphertext: vec![1],
+            },
+        }
+        .into(),
+        ProjectStarted {
+            project_id: ProjectId::new("p").unwrap(),
+            title: "P".into(),
+        }
+        .into(),
+        ProductionOpened {
+            production_id: production.clone(),
+            project_id: ProjectId::new("p").unwrap(),
+            title: "Pr".into(),
+            currency: Currency::USD,
+            artist_share: ArtistShare::half(),
+            feedback_window_micros: 1,
+        }
+        .into(),
+        RecordUploaded {
+            record_id: record.clone(),
+            project_id: ProjectId::new("p").unwrap(),
+            contributor: ann.clone(),
+            kind: RecordKind::Text,
+            title: "A verse".into(),
+            media: MediaRef {
+                blake3: [1; 32],
+                size_bytes: 1,
+            },
+            licence: Licence {
+                terms_version: "1".into(),
+            },
+        }
+        .into(),
+        RecordIncluded {
+            production_id: production.clone(),
+            record_id: record.clone(),
+        }
+        .into(),
+        RevenueRecorded {
+            production_id: production.clone(),
+            amount: usd("100"),
+            description: "sale".into(),
+        }
+        .into(),
+        AllocationProposed {
+            distribution_id: distribution.clone(),
+            production_id: production.clone(),
+            revenue_total: usd("100"),
+            expense_total: usd("0"),
+            earlier_pools: usd("0"),
+            pool: usd("50"),
+            published_at: Timestamp(0),
+            window_closes_at: Timestamp(1),
+            line_count: 1,
+            lines: vec![Line {
+                member: ann.clone(),
+                weight: Weight::parse("1").unwrap(),
+                rationale: "the verse".into(),
+                records: vec![record.clone()],
+            }],
+        }
+        .into(),
+        AllocationFinalized {
+            distribution_id: distribution.clone(),
+            pool: usd("50"),
+            amounts: vec![usd("50")],
+        }
+        .into(),
+        PayoutIssued {
+            payout_id: payout_id.clone(),
+            member: ann.clone(),
+            amount: usd("50"),
+            payout_for: PayoutFor::Line {
+                distribution_id: distribution.clone(),
+            },
+        }
+        .into(),
+    ];
+    for (i, event) in history.iter().enumerate() {
+        store
+            .append(AppendRequest {
+                command_id: CommandId::new(format!("c{i}")).unwrap(),
+                correlation_id: None,
+                causation_id: None,
+                actor: Actor {
+                    service: ServiceName::new("gateway").unwrap(),
+                    on_behalf_of: None,
+                },
+                command_fingerprint: None,
+                expectations: vec![],
+                events: vec![event.to_proposed()],
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    let output = stemma(
+        &["audit", "explain", "--json", "--payout", payout_id.as_str()],
+        &data,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let explanation: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(explanation["member"], "ann");
+    assert_eq!(explanation["amount"], "50.00 USD");
+    assert_eq!(explanation["issued"]["position"], 9);
+    assert_eq!(explanation["distribution"]["pool"], "50.00 USD");
+    assert_eq!(
+        explanation["distribution"]["money"][0]["amount"],
+        "100.00 USD"
+    );
+    assert_eq!(
+        explanation["distribution"]["line"]["rationale"],
+        "the verse"
+    );
+
+    let output = stemma(&["audit", "explain", "--payout", payout_id.as_str()], &data);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("line        1 of 1: weight 1 of 1, records r"),
+        "{text}"
+    );
+
+    let output = stemma(&["audit", "statement", "--member", "ann"], &data);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains(payout_id.as_str()), "{text}");
+    assert!(
+        text.contains("total USD: issued 50.00 USD, settled 0.00 USD"),
+        "{text}"
+    );
+
+    let output = stemma(&["audit", "explain", "--payout", "po-nothing"], &data);
+    assert_eq!(output.status.code(), Some(2));
+}
