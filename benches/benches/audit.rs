@@ -239,8 +239,9 @@ fn bench_verify(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(events));
-    group.bench_function("chain", |b| b.iter(|| verify_once(&log, false, 0)));
-    group.bench_function("semantic", |b| b.iter(|| verify_once(&log, true, 0)));
+    // One worker, the command line's default (see the plain runs above for auto).
+    group.bench_function("chain", |b| b.iter(|| verify_once(&log, false, 1)));
+    group.bench_function("semantic", |b| b.iter(|| verify_once(&log, true, 1)));
     group.finish();
 }
 

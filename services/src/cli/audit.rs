@@ -63,6 +63,11 @@ pub struct VerifyArgs {
     /// The hash recorded for `--until`.
     #[arg(long, requires = "until")]
     pub expect_head: Option<String>,
+    /// Threads that decode and hash (0: one per core). One by default: on the 2-core
+    /// machines measured (busy with other work), more threads cost more CPU than they
+    /// saved (benches/benches/audit.rs prints both).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
 }
 
 const EXIT_FINDINGS: u8 = 1;
@@ -93,7 +98,7 @@ fn verify(args: VerifyArgs) -> ExitCode {
     let options = VerifyOptions {
         semantic: !args.chain_only,
         checkpoint,
-        workers: 0,
+        workers: args.workers,
     };
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
