@@ -3,6 +3,7 @@
 //!
 //! `ledger` never depends on transport: no tonic, no protobuf.
 
+pub mod audit;
 pub mod dag;
 pub mod decider;
 pub mod domain;

@@ -3,6 +3,7 @@
 //! the decider tests (through the store, checking the log does not grow).
 #![allow(dead_code)]
 
+pub mod episode;
 pub mod harness;
 
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The `stemma` command line.
 
+mod audit;
 mod projections;
 mod store;
 
@@ -58,6 +59,13 @@ pub enum Command {
     /// Rebuild and inspect the read models.
     #[command(subcommand)]
     Projections(projections::ProjectionsCommand),
+    /// Auditors' tools; read-only, they never take the writer lock.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Write every event with its envelope as JSON lines to standard output (read-only).
+    Export(audit::ExportArgs),
+    /// Read an export into a new data directory, re-checking every hash.
+    Import(audit::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +85,13 @@ pub enum StoreCommand {
 
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
+    // Synchronous, with exit codes of their own (1 = findings): no runtime needed.
+    let cli = match cli.command {
+        Command::Audit(command) => return audit::run(command),
+        Command::Export(args) => return audit::export(args),
+        Command::Import(args) => return audit::import(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,6 +124,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 store::status(&data, json).await.map_err(Into::into)
             }
             Command::Projections(command) => projections::run(command).await.map_err(Into::into),
+            Command::Audit(_) | Command::Export(_) | Command::Import(_) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     match outcome {

@@ -11,10 +11,12 @@
 //! crash cases.
 
 mod builder;
+pub mod import;
 mod index;
 mod read;
 mod recovery;
 mod segment;
+pub mod snapshot;
 mod syncer;
 mod writer;
 

@@ -1,0 +1,187 @@
+//! What `verify` reports: one `Finding` per thing found wrong, located by position.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::store::Position;
+
+/// Which check a finding comes from. Serialized in snake case; the names are stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// A segment header is unreadable, or names the wrong first position or previous hash.
+    SegmentHeader,
+    /// Bytes that are not a valid frame (bad magic, length or checksum) before later data.
+    Frame,
+    /// A group commit with fewer frames than its range names, followed by later data.
+    IncompleteCommit,
+    /// A frame whose envelope does not decode.
+    Envelope,
+    /// Positions are not gap-free from 1.
+    Position,
+    /// An event's position lies outside the commit range of its frame.
+    CommitRange,
+    /// Stream versions are not gap-free from 1.
+    StreamVersion,
+    /// An event's `previous_hash` is not the hash of the event before it.
+    HashLink,
+    /// An event's hash is not the blake3 of its content: the content was changed.
+    Hash,
+    /// The history does not reach, or does not match, the checkpoint given.
+    Checkpoint,
+    /// The payload does not decode as a domain event (through the upcasters).
+    Decode,
+    /// An event that cannot be applied to the state it follows (unknown entity, currency).
+    Apply,
+    /// Rule 4: the recorded pool or its inputs differ from the recomputed ones.
+    Pool,
+    /// Rule 5: the finalized amounts differ from the line rule's.
+    LineAmounts,
+    /// Rule 7: a finalization that the rule forbids.
+    Finalization,
+    /// Rule 8: a payout whose amount, member or id does not follow from the finalized
+    /// line or the agreed fee.
+    Payout,
+    /// Rule 8: a payout issued twice, or settled twice.
+    PayoutTwice,
+    /// Rule 8: a distribution's payouts do not cover every line once, or do not sum to
+    /// its pool.
+    PayoutsSum,
+    /// Rule 8: a settlement, failure or retry out of order.
+    PayoutState,
+}
+
+impl Check {
+    /// The rule the check enforces, in words.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Check::SegmentHeader => "each segment starts where the one before ended",
+            Check::Frame => "every frame has a valid magic, length and checksum",
+            Check::IncompleteCommit => "a group commit is written whole",
+            Check::Envelope => "every frame holds a decodable envelope",
+            Check::Position => "positions are gap-free from 1",
+            Check::CommitRange => "an event lies in the commit range of its frame",
+            Check::StreamVersion => "stream versions are gap-free from 1",
+            Check::HashLink => "every event links to the hash of the one before",
+            Check::Hash => "every event's hash is the blake3 of its content",
+            Check::Checkpoint => "the history up to the checkpoint is unchanged",
+            Check::Decode => "every event decodes as a domain event",
+            Check::Apply => "every event applies to the state before it",
+            Check::Pool => {
+                "rule 4: pool = share x max(revenue - expenses, 0) - earlier pools, half-to-even"
+            }
+            Check::LineAmounts => {
+                "rule 5: pool x weight / sum of weights, rounded down, largest remainders"
+            }
+            Check::Finalization => {
+                "rule 7: window closed, comments answered, every contributor paid, sum = pool"
+            }
+            Check::Payout => "rule 8: a payout pays its finalized line or its agreed fee",
+            Check::PayoutTwice => "rule 8: a payout is issued once and paid once",
+            Check::PayoutsSum => "rule 8: one payout per line; payouts sum to the pool",
+            Check::PayoutState => "rule 8: settle or fail once per attempt; retry only failed",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).expect("a unit variant serializes");
+        f.write_str(name.as_str().unwrap_or("check"))
+    }
+}
+
+/// One thing found wrong, with where it is and what was expected instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The event's position, or the position expected next where no event could be read.
+    pub position: Position,
+    pub check: Check,
+    pub rule: &'static str,
+    pub stream_id: Option<String>,
+    pub event_type: Option<String>,
+    /// The segment file and byte offset, for findings about bytes.
+    pub segment: Option<String>,
+    pub offset: Option<u64>,
+    pub expected: String,
+    pub found: String,
+}
+
+impl Finding {
+    pub fn new(
+        position: Position,
+        check: Check,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            position,
+            check,
+            rule: check.rule(),
+            stream_id: None,
+            event_type: None,
+            segment: None,
+            offset: None,
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+
+    pub fn in_event(mut self, stream_id: &str, event_type: &str) -> Finding {
+        self.stream_id = Some(stream_id.to_string());
+        self.event_type = Some(event_type.to_string());
+        self
+    }
+
+    pub fn at_bytes(mut self, segment: &std::path::Path, offset: u64) -> Finding {
+        self.segment = Some(segment.display().to_string());
+        self.offset = Some(offset);
+        self
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "position {}: {}", self.position, self.check)?;
+        if let Some(stream) = &self.stream_id {
+            write!(f, " in {stream}")?;
+        }
+        if let Some(event_type) = &self.event_type {
+            write!(f, " ({event_type})")?;
+        }
+        if let (Some(segment), Some(offset)) = (&self.segment, self.offset) {
+            write!(f, " at {segment} offset {offset}")?;
+        }
+        write!(
+            f,
+            ": expected {}, found {} [{}]",
+            self.expected, self.found, self.rule
+        )
+    }
+}
+
+/// Findings kept in a report; later ones are only counted, so a log damaged everywhere
+/// cannot exhaust memory.
+pub const FINDINGS_KEPT_MAX: usize = 10_000;
+
+/// The findings of one run.
+#[derive(Clone, Debug, Default)]
+pub struct FindingSink {
+    pub kept: Vec<Finding>,
+    pub dropped: u64,
+}
+
+impl FindingSink {
+    pub fn push(&mut self, finding: Finding) {
+        if self.kept.len() < FINDINGS_KEPT_MAX {
+            self.kept.push(finding);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.kept.len() as u64 + self.dropped
+    }
+}

@@ -1,0 +1,228 @@
+//! The seeds' TV episode of `tests/scenario.rs` (426 contributors, $50,000 of revenue, a
+//! lead fee, comments with staff replies, an amendment, a failed and retried payout), as a
+//! builder of real data directories for the audit tests. `scenario.rs` checks each step;
+//! this only plays them.
+#![allow(dead_code)]
+
+use futures::future::join_all;
+use ledger::domain::commands::*;
+use ledger::domain::events::Line;
+use ledger::domain::ids::PayoutId;
+use ledger::domain::Command;
+
+use super::harness::Harness;
+use super::*;
+
+pub const CONTRIBUTORS: usize = 426;
+pub const INFLUENCERS: usize = 4;
+pub const WEIGHTS: [&str; 4] = ["1", "1.5", "2", "3"];
+
+pub fn contributor(i: usize) -> String {
+    format!("c{i:03}")
+}
+
+pub fn contributor_line(i: usize) -> Line {
+    Line {
+        rationale: format!("{}'s piece is in the episode", contributor(i)),
+        ..line(&contributor(i), WEIGHTS[i % 4], &[&format!("rec-{i}")])
+    }
+}
+
+async fn all_ok(harness: &Harness, commands: Vec<Command>) {
+    for result in join_all(commands.into_iter().map(|c| harness.execute(c))).await {
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+}
+
+/// Plays the episode from a fresh harness to settled payouts.
+pub async fn tv_episode(harness: &Harness) {
+    let day = |n: u32| t0().saturating_add(DAY * n);
+    let mut members: Vec<Command> = (0..CONTRIBUTORS)
+        .map(|i| register(&contributor(i)))
+        .collect();
+    members.extend((0..INFLUENCERS).map(|i| register(&format!("inf{i}"))));
+    members.extend([register("lead-jo"), register("staff-sam")]);
+    all_ok(harness, members).await;
+    harness.ok(start_project("ep1")).await;
+    harness.ok(open_production("ep1-tv", "ep1")).await;
+    harness
+        .ok(Command::AgreeLeadFee(AgreeLeadFee {
+            project_id: project("ep1"),
+            lead: member("lead-jo"),
+            fee: usd("2000"),
+        }))
+        .await;
+    harness
+        .ok(Command::AssignLead(AssignLead {
+            project_id: project("ep1"),
+            lead: member("lead-jo"),
+        }))
+        .await;
+    all_ok(
+        harness,
+        (0..INFLUENCERS)
+            .map(|i| upload(&format!("inf-rec-{i}"), "ep1", &format!("inf{i}")))
+            .collect(),
+    )
+    .await;
+    let is_remix_of_previous = |i: usize| i % 10 == 5;
+    all_ok(
+        harness,
+        (0..CONTRIBUTORS)
+            .filter(|i| !is_remix_of_previous(*i))
+            .map(|i| {
+                let id = format!("rec-{i}");
+                if i < INFLUENCERS {
+                    remix(&id, "ep1", &contributor(i), &[&format!("inf-rec-{i}")])
+                } else {
+                    upload(&id, "ep1", &contributor(i))
+                }
+            })
+            .collect(),
+    )
+    .await;
+    all_ok(
+        harness,
+        (0..CONTRIBUTORS)
+            .filter(|i| is_remix_of_previous(*i))
+            .map(|i| {
+                remix(
+                    &format!("rec-{i}"),
+                    "ep1",
+                    &contributor(i),
+                    &[&format!("rec-{}", i - 1)],
+                )
+            })
+            .collect(),
+    )
+    .await;
+    all_ok(
+        harness,
+        (0..CONTRIBUTORS - 1)
+            .map(|i| include("ep1-tv", &format!("rec-{i}")))
+            .collect(),
+    )
+    .await;
+    harness.ok(revenue("ep1-tv", usd("30000"))).await;
+    harness.ok(revenue("ep1-tv", usd("20000"))).await;
+    harness.ok(expense("ep1-tv", usd("3000"))).await;
+    harness.ok(expense("ep1-tv", usd("1000"))).await;
+    let mut lines: Vec<Line> = (0..CONTRIBUTORS - 1).map(contributor_line).collect();
+    lines.push(Line {
+        rationale: "the original verse the opening is built on".into(),
+        ..line("inf0", "0.5", &["inf-rec-0"])
+    });
+    harness.ok(propose("ep1-d1", "ep1-tv", lines)).await;
+    harness
+        .ok(include("ep1-tv", &format!("rec-{}", CONTRIBUTORS - 1)))
+        .await;
+    harness.clock.set(day(1));
+    harness
+        .ok(post(
+            "k-c007",
+            &contributor(7),
+            false,
+            on_line("ep1-d1", &contributor(7)),
+        ))
+        .await;
+    harness
+        .ok(post(
+            "k-c012",
+            &contributor(12),
+            false,
+            CommentOn::Distribution(distribution("ep1-d1")),
+        ))
+        .await;
+    harness
+        .ok(post(
+            "k-staff-1",
+            "staff-sam",
+            true,
+            CommentOn::Reply(comment("k-c012")),
+        ))
+        .await;
+    harness.clock.set(day(2));
+    harness
+        .ok(post(
+            "k-staff-2",
+            "staff-sam",
+            true,
+            CommentOn::Reply(comment("k-c007")),
+        ))
+        .await;
+    harness
+        .ok(amend(
+            "ep1-d1",
+            &["k-c007"],
+            &[],
+            vec![
+                line(&contributor(7), "4", &["rec-7"]),
+                contributor_line(CONTRIBUTORS - 1),
+            ],
+        ))
+        .await;
+    harness
+        .ok(post(
+            "k-c007-2",
+            &contributor(7),
+            false,
+            CommentOn::Reply(comment("k-staff-2")),
+        ))
+        .await;
+    harness
+        .ok(post(
+            "k-staff-3",
+            "staff-sam",
+            true,
+            CommentOn::Reply(comment("k-c007-2")),
+        ))
+        .await;
+    harness.clock.set(
+        t0().saturating_add(DAY * 14)
+            .saturating_add(std::time::Duration::from_secs(1)),
+    );
+    harness.ok(finalize("ep1-d1")).await;
+    harness
+        .ok(Command::IssuePayouts(IssuePayouts::Distribution(
+            distribution("ep1-d1"),
+        )))
+        .await;
+    harness
+        .ok(Command::IssuePayouts(IssuePayouts::LeadFee {
+            project_id: project("ep1"),
+            lead: member("lead-jo"),
+        }))
+        .await;
+    let failing = PayoutId::for_line(&distribution("ep1-d1"), &member(&contributor(100)));
+    harness
+        .ok(Command::FailPayout(FailPayout {
+            payout_id: failing.clone(),
+            reason: "account closed".into(),
+        }))
+        .await;
+    harness
+        .ok(Command::RetryPayout(RetryPayout {
+            payout_id: failing.clone(),
+        }))
+        .await;
+    let mut payout_ids: Vec<PayoutId> = (0..CONTRIBUTORS)
+        .map(|i| PayoutId::for_line(&distribution("ep1-d1"), &member(&contributor(i))))
+        .collect();
+    payout_ids.push(PayoutId::for_line(&distribution("ep1-d1"), &member("inf0")));
+    payout_ids.push(PayoutId::for_lead_fee(&project("ep1"), &member("lead-jo")));
+    all_ok(
+        harness,
+        payout_ids
+            .iter()
+            .map(|id| {
+                Command::SettlePayout(SettlePayout {
+                    payout_id: id.clone(),
+                    reference: format!("tx-{id}"),
+                })
+            })
+            .collect(),
+    )
+    .await;
+}

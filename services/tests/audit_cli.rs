@@ -1,0 +1,305 @@
+//! `stemma audit verify|head`, `stemma export` and `stemma import` as an auditor runs them,
+//! on a data directory whose store is open (and holds the lock) in this process.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use ledger::domain::events::{DomainEvent, ProjectStarted};
+use ledger::domain::ids::ProjectId;
+use ledger::store::{
+    Actor, AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, ServiceName,
+};
+
+fn stemma(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stemma"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+async fn store_with_projects(data: &Path, count: usize) -> EmbeddedStore {
+    let (store, _) = EmbeddedStore::open(data, EmbeddedOptions::default())
+        .await
+        .unwrap();
+    for i in 0..count {
+        let event = DomainEvent::from(ProjectStarted {
+            project_id: ProjectId::new(format!("p{i}")).unwrap(),
+            title: format!("Project number {i}"),
+        });
+        store
+            .append(AppendRequest {
+                command_id: CommandId::new(format!("c{i}")).unwrap(),
+                correlation_id: None,
+                causation_id: None,
+                actor: Actor {
+                    service: ServiceName::new("gateway").unwrap(),
+                    on_behalf_of: None,
+                },
+                command_fingerprint: Some(i as u128),
+                expectations: vec![],
+                events: vec![event.to_proposed()],
+            })
+            .await
+            .unwrap();
+    }
+    store
+}
+
+#[tokio::test]
+async fn verify_head_export_and_import_work_while_the_store_is_open() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let store = store_with_projects(&data, 5).await;
+    let head = store.head().await.unwrap();
+
+    let output = stemma(&["audit", "verify", "--json"], &data);
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["events"], 5);
+    assert_eq!(report["findings"], serde_json::json!([]));
+    assert_eq!(report["head_hash"], head.hash.to_hex());
+
+    let output = stemma(&["audit", "head"], &data);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("5 {}\n", head.hash)
+    );
+
+    let output = stemma(
+        &[
+            "audit",
+            "verify",
+            "--until",
+            "3",
+            "--expect-head",
+            &"0".repeat(64),
+        ],
+        &data,
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("position 3: checkpoint"), "{stdout}");
+
+    let exported = stemma(&["export", "--format", "jsonl"], &data);
+    assert!(exported.status.success(), "{exported:?}");
+    assert_eq!(exported.stdout.iter().filter(|b| **b == b'\n').count(), 5);
+    let first: serde_json::Value =
+        serde_json::from_slice(exported.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["payload"]["title"], "Project number 0");
+    assert_eq!(first["command_fingerprint"], "0");
+
+    let copy = directory.path().join("copy");
+    let mut import = Command::new(env!("CARGO_BIN_EXE_stemma"))
+        .args(["import", "--data"])
+        .arg(&copy)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    import
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&exported.stdout)
+        .unwrap();
+    let imported = import.wait_with_output().unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let again = stemma(&["export"], &copy);
+    assert_eq!(again.stdout, exported.stdout);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn verify_exits_1_and_names_the_position_of_a_changed_event() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let store = store_with_projects(&data, 4).await;
+    store.close().await;
+    drop(store);
+    let segment = data.join("segments").join("00000000000000000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes
+        .windows(16)
+        .position(|w| w == b"Project number 2")
+        .unwrap();
+    bytes[at] = b'p';
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let output = stemma(&["audit", "verify"], &data);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // The frame checksum no longer holds: reading resumes at the next frame.
+    assert!(stdout.contains("position 3: frame"), "{stdout}");
+    assert!(stdout.contains("position 4: position"), "{stdout}");
+    assert!(stdout.contains("FINDINGS"), "{stdout}");
+
+    let output = stemma(&["export"], &data);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("position 3"));
+}
+
+#[tokio::test]
+async fn explain_and_statement_print_a_payout_and_its_line() {
+    use ledger::domain::events::*;
+    use ledger::domain::ids::*;
+    use ledger::money::{ArtistShare, Currency, Money, Weight};
+    use ledger::time::Timestamp;
+
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let (store, _) = EmbeddedStore::open(&data, EmbeddedOptions::default())
+        .await
+        .unwrap();
+    let usd = |amount: &str| Money::parse(amount, Currency::USD).unwrap();
+    let production = ProductionId::new("pr").unwrap();
+    let distribution = DistributionId::new("d").unwrap();
+    let ann = MemberId::new("ann").unwrap();
+    let record = RecordId::new("r").unwrap();
+    let payout_id = PayoutId::for_line(&distribution, &ann);
+    let history: Vec<DomainEvent> = vec![
+        MemberRegistered {
+            member_id: ann.clone(),
+            handle: "@ann".into(),
+            personal_data: SealedPersonalData {
+                nonce: [0; 12],
+                ciphertext: vec![1],
+            },
+        }
+        .into(),
+        ProjectStarted {
+            project_id: ProjectId::new("p").unwrap(),
+            title: "P".into(),
+        }
+        .into(),
+        ProductionOpened {
+            production_id: production.clone(),
+            project_id: ProjectId::new("p").unwrap(),
+            title: "Pr".into(),
+            currency: Currency::USD,
+            artist_share: ArtistShare::half(),
+            feedback_window_micros: 1,
+        }
+        .into(),
+        RecordUploaded {
+            record_id: record.clone(),
+            project_id: ProjectId::new("p").unwrap(),
+            contributor: ann.clone(),
+            kind: RecordKind::Text,
+            title: "A verse".into(),
+            media: MediaRef {
+                blake3: [1; 32],
+                size_bytes: 1,
+            },
+            licence: Licence {
+                terms_version: "1".into(),
+            },
+        }
+        .into(),
+        RecordIncluded {
+            production_id: production.clone(),
+            record_id: record.clone(),
+        }
+        .into(),
+        RevenueRecorded {
+            production_id: production.clone(),
+            amount: usd("100"),
+            description: "sale".into(),
+        }
+        .into(),
+        AllocationProposed {
+            distribution_id: distribution.clone(),
+            production_id: production.clone(),
+            revenue_total: usd("100"),
+            expense_total: usd("0"),
+            earlier_pools: usd("0"),
+            pool: usd("50"),
+            published_at: Timestamp(0),
+            window_closes_at: Timestamp(1),
+            line_count: 1,
+            lines: vec![Line {
+                member: ann.clone(),
+                weight: Weight::parse("1").unwrap(),
+                rationale: "the verse".into(),
+                records: vec![record.clone()],
+            }],
+        }
+        .into(),
+        AllocationFinalized {
+            distribution_id: distribution.clone(),
+            pool: usd("50"),
+            amounts: vec![usd("50")],
+        }
+        .into(),
+        PayoutIssued {
+            payout_id: payout_id.clone(),
+            member: ann.clone(),
+            amount: usd("50"),
+            payout_for: PayoutFor::Line {
+                distribution_id: distribution.clone(),
+            },
+        }
+        .into(),
+    ];
+    for (i, event) in history.iter().enumerate() {
+        store
+            .append(AppendRequest {
+                command_id: CommandId::new(format!("c{i}")).unwrap(),
+                correlation_id: None,
+                causation_id: None,
+                actor: Actor {
+                    service: ServiceName::new("gateway").unwrap(),
+                    on_behalf_of: None,
+                },
+                command_fingerprint: None,
+                expectations: vec![],
+                events: vec![event.to_proposed()],
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    let output = stemma(
+        &["audit", "explain", "--json", "--payout", payout_id.as_str()],
+        &data,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let explanation: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(explanation["member"], "ann");
+    assert_eq!(explanation["amount"], "50.00 USD");
+    assert_eq!(explanation["issued"]["position"], 9);
+    assert_eq!(explanation["distribution"]["pool"], "50.00 USD");
+    assert_eq!(
+        explanation["distribution"]["money"][0]["amount"],
+        "100.00 USD"
+    );
+    assert_eq!(
+        explanation["distribution"]["line"]["rationale"],
+        "the verse"
+    );
+
+    let output = stemma(&["audit", "explain", "--payout", payout_id.as_str()], &data);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("line        1 of 1: weight 1 of 1, records r"),
+        "{text}"
+    );
+
+    let output = stemma(&["audit", "statement", "--member", "ann"], &data);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains(payout_id.as_str()), "{text}");
+    assert!(
+        text.contains("total USD: issued 50.00 USD, settled 0.00 USD"),
+        "{text}"
+    );
+
+    let output = stemma(&["audit", "explain", "--payout", "po-nothing"], &data);
+    assert_eq!(output.status.code(), Some(2));
+}
