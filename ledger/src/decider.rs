@@ -239,14 +239,8 @@ impl<S: EventStore> Decider<S> {
         }
     }
 
-    fn replace_state(&mut self, state: State, mut known: HashMap<CommandId, Known>) {
-        // Keep the fingerprints of commands decided in this run: the log has their events
-        // but not the commands.
-        for (command_id, entry) in known.iter_mut() {
-            if let Some(previous) = self.known.get(command_id) {
-                entry.fingerprint = previous.fingerprint;
-            }
-        }
+    fn replace_state(&mut self, state: State, known: HashMap<CommandId, Known>) {
+        // The fingerprints come back with the log: every append carries its command's.
         self.state = state;
         self.known = known;
         self.failed = false;
@@ -442,38 +436,26 @@ async fn rebuild<S: EventStore + ?Sized>(
     Ok((state, known))
 }
 
-/// The result of the append that wrote positions `first..=last`, from its events.
+/// The result of the append that wrote positions `first..=last`, from its events. One read
+/// may return fewer events than asked (reads are bounded in bytes), so read until all are in.
 async fn append_result_from_log<S: EventStore + ?Sized>(
     store: &S,
     first: Position,
     last: Position,
 ) -> Result<AppendResult, StoreError> {
     let count = usize::try_from(last - first + 1).expect("an append has at most 10,000 events");
-    let events = store.read_all(first, count).await?;
-    let Some(head) = events.first() else {
-        return Err(StoreError::Unavailable(format!(
-            "position {first} is not in the log"
-        )));
-    };
-    let mut result = AppendResult {
-        first_position: first,
-        last_position: last,
-        stream_versions: Vec::new(),
-        recorded_at: head.recorded_at,
-    };
-    for event in &events {
-        match result
-            .stream_versions
-            .iter_mut()
-            .find(|(stream, _)| *stream == event.stream_id)
-        {
-            Some((_, version)) => *version = event.stream_version,
-            None => result
-                .stream_versions
-                .push((event.stream_id.clone(), event.stream_version)),
+    let mut events = Vec::with_capacity(count);
+    while events.len() < count {
+        let next = first + events.len() as u64;
+        let batch = store.read_all(next, count - events.len()).await?;
+        if batch.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "position {next} is not in the log"
+            )));
         }
+        events.extend(batch);
     }
-    Ok(result)
+    Ok(AppendResult::of_recorded(&events))
 }
 
 /// An erasure recorded in the log whose key survived (a crash between the two): destroy it.

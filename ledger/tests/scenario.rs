@@ -415,7 +415,10 @@ async fn ten_thousand_lines_go_through_the_store_and_back() {
             ..line(&member_id(i), WEIGHTS[i % 4], &[&format!("r{i}")])
         })
         .collect();
-    let proposed = harness.ok(propose("big-d1", "big-tv", lines)).await;
+    let proposed = harness
+        .execute_as("big-propose", propose("big-d1", "big-tv", lines.clone()))
+        .await
+        .unwrap();
     assert!(
         proposed.append.last_position - proposed.append.first_position + 1 > 20,
         "one append, many events"
@@ -439,6 +442,14 @@ async fn ten_thousand_lines_go_through_the_store_and_back() {
     let (line_count, after) = big_distribution(&harness).await;
     assert_eq!(line_count, LINES);
     assert_eq!(after, before);
+    // A retry of the proposal (megabytes, more than one read returns) after the restart
+    // gets the original result, read back from the log whole.
+    let retried = harness
+        .execute_as("big-propose", propose("big-d1", "big-tv", lines))
+        .await
+        .unwrap();
+    assert!(retried.replayed);
+    assert_eq!(retried.append, proposed.append);
 }
 
 async fn big_distribution(harness: &Harness) -> (usize, Vec<Money>) {

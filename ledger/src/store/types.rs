@@ -349,6 +349,30 @@ pub struct AppendResult {
     pub recorded_at: Timestamp,
 }
 
+impl AppendResult {
+    /// The result of the append that wrote `events` (all of them, in order): what a retry
+    /// of its command id answers.
+    pub fn of_recorded(events: &[RecordedEvent]) -> AppendResult {
+        assert!(!events.is_empty(), "an append writes at least one event");
+        let mut stream_versions: Vec<(StreamId, StreamVersion)> = Vec::new();
+        for event in events {
+            match stream_versions
+                .iter_mut()
+                .find(|(s, _)| *s == event.stream_id)
+            {
+                Some((_, version)) => *version = event.stream_version,
+                None => stream_versions.push((event.stream_id.clone(), event.stream_version)),
+            }
+        }
+        AppendResult {
+            first_position: events[0].position,
+            last_position: events[events.len() - 1].position,
+            stream_versions,
+            recorded_at: events[0].recorded_at,
+        }
+    }
+}
+
 /// An event as recorded: the envelope and its payload.
 #[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct RecordedEvent {

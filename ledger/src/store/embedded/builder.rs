@@ -17,9 +17,7 @@ use super::index::{CommandEntry, CommandKey};
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
 use super::syncer::{Handoff, Synced};
-use super::writer::{
-    result_of_recorded, Accepted, AppendReply, Commit, Shared, WriterLimits, WriterMessage,
-};
+use super::writer::{Accepted, AppendReply, Commit, Shared, WriterLimits, WriterMessage};
 use crate::store::codec;
 use crate::store::error::StoreError;
 use crate::store::types::{
@@ -442,7 +440,7 @@ fn replay(
     if !same {
         return Err(reused());
     }
-    Ok(result_of_recorded(&events))
+    Ok(AppendResult::of_recorded(&events))
 }
 
 /// Two appends are the same command when they write the same events with the same

@@ -33,9 +33,7 @@ use super::index::{CommandKey, Index};
 use super::syncer::Syncer;
 use crate::store::codec;
 use crate::store::error::StoreError;
-use crate::store::types::{
-    AppendRequest, AppendResult, Hash32, Position, RecordedEvent, StreamId, StreamVersion,
-};
+use crate::store::types::{AppendRequest, AppendResult, Hash32, Position, StreamId, StreamVersion};
 use crate::time::{Clock, Timestamp};
 
 pub type AppendReply = oneshot::Sender<Result<AppendResult, StoreError>>;
@@ -260,25 +258,5 @@ impl Commit {
         for reply in replies.chain(self.answers.into_iter().map(|(reply, _)| reply)) {
             let _ = reply.send(Err(StoreError::Unavailable(why.to_string())));
         }
-    }
-}
-
-/// The `AppendResult` that the append which wrote `events` returned.
-pub fn result_of_recorded(events: &[RecordedEvent]) -> AppendResult {
-    let mut stream_versions: Vec<(StreamId, StreamVersion)> = Vec::new();
-    for event in events {
-        match stream_versions
-            .iter_mut()
-            .find(|(s, _)| *s == event.stream_id)
-        {
-            Some((_, version)) => *version = event.stream_version,
-            None => stream_versions.push((event.stream_id.clone(), event.stream_version)),
-        }
-    }
-    AppendResult {
-        first_position: events[0].position,
-        last_position: events[events.len() - 1].position,
-        stream_versions,
-        recorded_at: events[0].recorded_at,
     }
 }
