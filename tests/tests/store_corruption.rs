@@ -288,7 +288,10 @@ async fn damage_in_an_earlier_segment_or_a_missing_segment_refuses_to_open() {
         .join(all[0].file_name().unwrap());
     let (start, end) = *frames(&first).last().unwrap();
     let records_in_first = frames(&first).len() as u64;
-    write_at(&first, end - 1, &[0xAA]);
+    // Flip bits rather than write a constant: the byte is part of a hash and could already
+    // hold any given value.
+    let last = fs::read(&first).unwrap()[end - 1];
+    write_at(&first, end - 1, &[last ^ 0xFF]);
     match open_error(copy.path()).await {
         StoreError::Corrupt {
             segment,
