@@ -76,6 +76,10 @@ pub struct Limits {
     /// HTTP/2 flow-control window of one call: bytes in flight to a client that is not
     /// reading (the connection's window is four times this).
     pub stream_window_bytes: u32,
+    /// Audit passes (`Audit.Verify`, `Explain`, `Statement`) running at once; each reads
+    /// the whole log (one segment in memory at a time, plus the replayed state), so a few
+    /// at most. More are refused with `RESOURCE_EXHAUSTED`.
+    pub concurrent_audit_passes_max: usize,
 }
 
 impl Default for Limits {
@@ -87,6 +91,7 @@ impl Default for Limits {
             min_position_wait_ms_max: 10_000,
             subscriber_lag_events_max: 100_000,
             stream_window_bytes: 1024 * 1024,
+            concurrent_audit_passes_max: 2,
         }
     }
 }
@@ -159,6 +164,10 @@ impl Config {
             (
                 "limits.subscriber_lag_events_max",
                 limits.subscriber_lag_events_max,
+            ),
+            (
+                "limits.concurrent_audit_passes_max",
+                limits.concurrent_audit_passes_max as u64,
             ),
         ] {
             if value == 0 {

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::config::{self, Config, ConfigError};
+use crate::grpc::audit::AuditRpcs;
 use crate::grpc::commands::CommandRpcs;
 use crate::grpc::events::EventRpcs;
 use crate::grpc::queries::QueryRpcs;
@@ -184,6 +185,12 @@ impl BoundServer {
         let events = EventRpcs::new(
             store.clone(),
             limits.subscriber_lag_events_max,
+            shutting_down.clone(),
+        );
+        let audit = AuditRpcs::new(
+            data.clone(),
+            store.clone(),
+            limits.concurrent_audit_passes_max,
             shutting_down,
         );
         let admin = events.admin();
@@ -244,6 +251,7 @@ impl BoundServer {
             .add_service(guarded!(admin, admin_server::AdminServer))
             .add_service(guarded!(queries, queries_server::QueriesServer))
             .add_service(guarded!(queries, projections_server::ProjectionsServer))
+            .add_service(guarded!(audit, audit_server::AuditServer))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 // End the open subscriptions, or the graceful shutdown waits for them forever.
@@ -252,7 +260,7 @@ impl BoundServer {
             .await;
         // The router (and its handles) is gone; dropping the last handle lets the decider
         // finish what is in flight and stop.
-        drop((rpcs, events, admin, queries));
+        drop((rpcs, events, admin, queries, audit));
         tracing::info!("stopped accepting calls; finishing the decider's appends");
         let _ = decider_task.await;
         read_models.stop().await;

@@ -34,6 +34,8 @@ pub struct EventRef {
     pub hash: String,
     pub event_type: String,
     pub recorded_at: String,
+    /// `recorded_at` as microseconds since the Unix epoch (authoritative).
+    pub recorded_at_micros: i64,
 }
 
 impl EventRef {
@@ -43,6 +45,7 @@ impl EventRef {
             hash: event.hash.to_hex(),
             event_type: event.event_type.to_string(),
             recorded_at: event.recorded_at.to_string(),
+            recorded_at_micros: event.recorded_at.unix_micros(),
         }
     }
 }

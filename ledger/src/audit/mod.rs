@@ -18,7 +18,7 @@ pub mod replay;
 pub mod verify;
 
 pub use findings::{Check, Finding};
-pub use verify::{verify, Checkpoint, Progress, VerifyOptions, VerifyReport};
+pub use verify::{verify, verify_until_stopped, Checkpoint, Progress, VerifyOptions, VerifyReport};
 
 use thiserror::Error;
 
@@ -35,6 +35,8 @@ pub enum AuditError {
     BrokenChain { position: u64, reason: String },
     #[error("{path} is not empty: import writes only into a new data directory")]
     NotEmpty { path: std::path::PathBuf },
+    #[error("stopped at position {position} before the end")]
+    Stopped { position: crate::store::Position },
     #[error("I/O error on {what}: {source}")]
     Io {
         what: String,

@@ -47,6 +47,8 @@ pub struct VerifyOptions {
 /// How far a pass has come.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Progress {
+    /// The position of the last event checked.
+    pub position: Position,
     pub bytes_read: u64,
     pub bytes_total: u64,
     pub events: u64,
@@ -265,6 +267,7 @@ impl Pass<'_> {
                 }
             }
             if self.chain.events.is_multiple_of(PROGRESS_INTERVAL_EVENTS) {
+                self.reported.position = self.chain.head.position;
                 self.reported.events = self.chain.events;
                 self.reported.findings = self.sink.total();
                 self.reported.bytes_read = self.segment_bases[frame.segment] + frame.offset;
@@ -297,6 +300,18 @@ pub fn verify(
     data_directory: &Path,
     options: VerifyOptions,
     progress: &mut dyn FnMut(&Progress),
+) -> Result<VerifyReport, super::AuditError> {
+    verify_until_stopped(data_directory, options, progress, &|| false)
+}
+
+/// `verify`, abandoned with `AuditError::Stopped` as soon as `stop` says so. `stop` is
+/// asked before each commit and segment is read, so it must be cheap (an atomic load):
+/// the gRPC service stops a pass whose caller went away.
+pub fn verify_until_stopped(
+    data_directory: &Path,
+    options: VerifyOptions,
+    progress: &mut dyn FnMut(&Progress),
+    stop: &dyn Fn() -> bool,
 ) -> Result<VerifyReport, super::AuditError> {
     let snapshot = LogSnapshot::open(data_directory)?;
     let workers = match options.workers {
@@ -337,7 +352,12 @@ pub fn verify(
     let mut tail = None;
     let mut segment = 0usize;
     let mut segments_seen = 0usize;
+    let mut stopped = false;
     snapshot.scan(|item| {
+        if stop() {
+            stopped = true;
+            return false;
+        }
         match item {
             ScanItem::Segment {
                 path,
@@ -434,6 +454,11 @@ pub fn verify(
         }
         true
     })?;
+    if stopped {
+        return Err(super::AuditError::Stopped {
+            position: pass.chain.head.position,
+        });
+    }
     pass.flush();
     let Pass {
         mut sink,
@@ -460,6 +485,7 @@ pub fn verify(
     if let Some(replay) = replay.as_mut() {
         replay.finish(&mut sink);
     }
+    reported.position = chain.head.position;
     reported.events = chain.events;
     reported.findings = sink.total();
     reported.bytes_read = reported.bytes_total;

@@ -132,6 +132,38 @@ pub fn rebuild_error(error: projections::RebuildError) -> Status {
     }
 }
 
+pub fn audit_error(error: ledger::audit::AuditError) -> Status {
+    use ledger::audit::AuditError;
+    let message = error.to_string();
+    match error {
+        AuditError::Store(error) => store_error(error),
+        // A pass stops only when its caller went away or the server is shutting down.
+        AuditError::Stopped { .. } => Status::unavailable(message),
+        // The import's errors: no audit RPC imports, but a new caller would get these.
+        AuditError::BadExportLine { .. } => Status::invalid_argument(message),
+        AuditError::BrokenChain { .. } => Status::data_loss(message),
+        AuditError::NotEmpty { .. } => Status::failed_precondition(message),
+        AuditError::Io { .. } => Status::unavailable(message),
+    }
+}
+
+/// An audit pass that did not finish on its blocking thread (a panic, or the runtime
+/// shutting down under it).
+pub fn audit_task_failed(error: tokio::task::JoinError) -> Status {
+    if error.is_cancelled() {
+        Status::unavailable("the server is shutting down")
+    } else {
+        Status::internal(format!("the audit pass failed: {error}"))
+    }
+}
+
+/// More audit passes than `limits.concurrent_audit_passes_max` at once.
+pub fn audit_passes_exhausted(running_max: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "{running_max} audit passes (Verify, Explain, Statement) are running, the server's limit (limits.concurrent_audit_passes_max); retry when one has finished"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +200,22 @@ mod tests {
             violations.bad_request().unwrap().field_violations[0].field,
             "events"
         );
+    }
+
+    #[test]
+    fn audit_failures_map_to_their_codes() {
+        use ledger::audit::AuditError;
+        let corrupt = AuditError::Store(StoreError::Corrupt {
+            segment: "00000000000000000001.seg".into(),
+            offset: 64,
+            position: 1,
+            kind: CorruptionKind::BadChecksum,
+        });
+        assert_eq!(audit_error(corrupt).code(), Code::DataLoss);
+        assert_eq!(
+            audit_error(AuditError::Stopped { position: 3 }).code(),
+            Code::Unavailable
+        );
+        assert_eq!(audit_passes_exhausted(2).code(), Code::ResourceExhausted);
     }
 }
