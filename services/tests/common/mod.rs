@@ -27,7 +27,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
-        let data = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), |config| config).await
+    }
+
+    /// A server on `data` (which may already hold a log), its first-start config passed
+    /// through `edit_config` (the TOML text) before the server reads it.
+    pub async fn start_in(
+        data: tempfile::TempDir,
+        edit_config: impl FnOnce(String) -> String,
+    ) -> Server {
         let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(
             1_790_000_000,
         )));
@@ -47,7 +55,7 @@ impl Server {
             "min_position_wait_ms_max = 300",
         );
         assert!(text.contains("min_position_wait_ms_max = 300"));
-        std::fs::write(&first.config_path, text).unwrap();
+        std::fs::write(&first.config_path, edit_config(text)).unwrap();
         let bound = bind(&options).await.unwrap();
         let address = bound.address;
         let (shutdown, stop) = oneshot::channel::<()>();
