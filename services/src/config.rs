@@ -321,5 +321,18 @@ mod tests {
         fs::write(&path, "listen = \"127.0.0.1:1\"\ncallers = []\nbogus = 1\n").unwrap();
         let error = Config::load(&path).unwrap_err().to_string();
         assert!(error.contains("bogus"), "{error}");
+        fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:1\"\n[limits]\nconcurrent_audit_passes_max = 0\n[[callers]]\nservice = \"a\"\nrole = \"auditor\"\ntoken_blake3 = \"{}\"\n",
+                "0".repeat(64)
+            ),
+        )
+        .unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("limits.concurrent_audit_passes_max: must be at least 1"),
+            "{error}"
+        );
     }
 }
