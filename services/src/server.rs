@@ -19,7 +19,7 @@ use tonic::transport::Server;
 use crate::config::{self, Config, ConfigError};
 use crate::grpc::audit::AuditRpcs;
 use crate::grpc::commands::CommandRpcs;
-use crate::grpc::events::EventRpcs;
+use crate::grpc::events::{AdminRpcs, EventRpcs};
 use crate::grpc::queries::QueryRpcs;
 use crate::tls::{self, TlsError};
 
@@ -202,11 +202,42 @@ impl BoundServer {
         );
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // Every service is served by this one process, so each is as healthy as the whole.
         health_reporter
             .set_serving::<pb::members_server::MembersServer<CommandRpcs>>()
             .await;
         health_reporter
+            .set_serving::<pb::projects_server::ProjectsServer<CommandRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::records_server::RecordsServer<CommandRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::comments_server::CommentsServer<CommandRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::productions_server::ProductionsServer<CommandRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::allocations_server::AllocationsServer<CommandRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::payouts_server::PayoutsServer<CommandRpcs>>()
+            .await;
+        health_reporter
             .set_serving::<pb::events_server::EventsServer<EventRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::admin_server::AdminServer<AdminRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::queries_server::QueriesServer<QueryRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::projections_server::ProjectionsServer<QueryRpcs>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::audit_server::AuditServer<AuditRpcs>>()
             .await;
         // The whole server: "" is what a plain health check asks about.
         health_reporter

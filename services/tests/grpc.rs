@@ -463,6 +463,33 @@ async fn health_and_reflection_answer_without_the_proto_files() {
         answer.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    for service in [
+        "stemma.v1.Members",
+        "stemma.v1.Projects",
+        "stemma.v1.Records",
+        "stemma.v1.Comments",
+        "stemma.v1.Productions",
+        "stemma.v1.Allocations",
+        "stemma.v1.Payouts",
+        "stemma.v1.Events",
+        "stemma.v1.Admin",
+        "stemma.v1.Queries",
+        "stemma.v1.Projections",
+        "stemma.v1.Audit",
+    ] {
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{service}: {status}"))
+            .into_inner();
+        assert_eq!(
+            answer.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
     use tonic_reflection::pb::v1::{
         server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
