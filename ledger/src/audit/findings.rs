@@ -32,12 +32,30 @@ pub enum Check {
     Checkpoint,
     /// The payload does not decode as a domain event (through the upcasters).
     Decode,
-    /// An event that cannot be applied to the state it follows (unknown entity, currency).
+    /// An event that cannot be applied to the state it follows: an unknown entity, or an
+    /// id created twice.
     Apply,
-    /// Rule 4: the recorded pool or its inputs differ from the recomputed ones.
+    /// Rule 1: a remix without sources; a source or citation naming a missing or withdrawn
+    /// record, the record itself, or closing a cycle.
+    FamilyTree,
+    /// Rule 2: a lead fee agreed twice or off the project's production, or a lead assigned
+    /// before their fee was agreed.
+    Lead,
+    /// Rule 3: a missing or withdrawn record included, or one included twice.
+    Inclusion,
+    /// Rule 4: the recorded pool or its inputs differ from the recomputed ones, or a second
+    /// distribution of a production opened while one is open.
     Pool,
+    /// Rule 5: a line of an unknown member, without a rationale, for records that are not
+    /// the member's or not in the production; two lines of one member; lines that do not
+    /// add up to the count their proposal or amendment announced.
+    Lines,
     /// Rule 5: the finalized amounts differ from the line rule's.
     LineAmounts,
+    /// Rule 6: a window of another length than the production's or opened at another
+    /// time than its publication; a member comment or an amendment after the window
+    /// closed; an amendment without a reason or answering another distribution's comments.
+    Window,
     /// Rule 7: a finalization that the rule forbids.
     Finalization,
     /// Rule 8: a payout whose amount, member or id does not follow from the finalized
@@ -50,6 +68,12 @@ pub enum Check {
     PayoutsSum,
     /// Rule 8: a settlement, failure or retry out of order.
     PayoutState,
+    /// Rule 9: a revenue, expense, fee or amount that is not positive, not in the
+    /// production's currency, or past the ledger's bound.
+    Money,
+    /// Rule 10: a record credited to someone who is not a member, or a line paying a
+    /// member the production does not credit.
+    Credits,
 }
 
 impl Check {
@@ -68,11 +92,25 @@ impl Check {
             Check::Checkpoint => "the history up to the checkpoint is unchanged",
             Check::Decode => "every event decodes as a domain event",
             Check::Apply => "every event applies to the state before it",
+            Check::FamilyTree => {
+                "rule 1: a remix has sources; sources and citations are existing, non-withdrawn \
+                 records; no self-citation, no cycle"
+            }
+            Check::Lead => "rule 2: a lead's fee is agreed, once, before the lead is assigned",
+            Check::Inclusion => "rule 3: only existing, non-withdrawn records are included, once",
             Check::Pool => {
                 "rule 4: pool = share x max(revenue - expenses, 0) - earlier pools, half-to-even"
             }
+            Check::Lines => {
+                "rule 5: one line per member, positive weight, rationale, the member's own \
+                 records in the production"
+            }
             Check::LineAmounts => {
                 "rule 5: pool x weight / sum of weights, rounded down, largest remainders"
+            }
+            Check::Window => {
+                "rule 6: the production's window from first publication; member comments and \
+                 amendments (with a reason) only during it"
             }
             Check::Finalization => {
                 "rule 7: window closed, comments answered, every contributor paid, sum = pool"
@@ -81,6 +119,12 @@ impl Check {
             Check::PayoutTwice => "rule 8: a payout is issued once and paid once",
             Check::PayoutsSum => "rule 8: one payout per line; payouts sum to the pool",
             Check::PayoutState => "rule 8: settle or fail once per attempt; retry only failed",
+            Check::Money => {
+                "rule 9: positive amounts in the production's currency, within the ledger's bound"
+            }
+            Check::Credits => {
+                "rule 10: credits name members: contributors of included records and their ancestors"
+            }
         }
     }
 }
