@@ -28,9 +28,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::findings::{Check, Finding, FindingSink};
 use crate::dag::NodeId;
 use crate::domain::decide::{
-    check_amendment, check_citation, check_comment_window, check_inclusion,
-    check_lead_assignment, check_lead_fee, check_lines_payable, check_remix_sources,
-    finalization_blockers, live_record, production_amount, window_closes_at,
+    check_amendment, check_citation, check_comment_window, check_inclusion, check_lead_assignment,
+    check_lead_fee, check_lines_payable, check_remix_sources, finalization_blockers, live_record,
+    production_amount, window_closes_at,
 };
 use crate::domain::events::*;
 use crate::domain::ids::{DistributionId, MemberId, PayoutId, ProductionId};
@@ -182,7 +182,11 @@ impl Replay {
         ) {
             self.tree_generation += 1;
         }
-        if self.open_lines.as_ref().is_some_and(|open| open.remaining == 0) {
+        if self
+            .open_lines
+            .as_ref()
+            .is_some_and(|open| open.remaining == 0)
+        {
             self.close_lines(sink);
         }
         self.events_applied += 1;
@@ -351,9 +355,7 @@ impl Replay {
                     state.record_node(&e.record_id),
                     state.record_node(&e.source_id),
                 ) {
-                    (Some(record), Some(source)) => {
-                        state.tree().check_edge(source, record).is_ok()
-                    }
+                    (Some(record), Some(source)) => state.tree().check_edge(source, record).is_ok(),
                     _ => false,
                 }
             }
@@ -383,19 +385,14 @@ impl Replay {
                         format!("an existing project {}", e.project_id),
                         "no such project".into(),
                     ),
-                    Some(project) if project.finished || project.production.is_some() => {
-                        report(
-                            Check::Apply,
-                            format!(
-                                "an open project {} without a production",
-                                e.project_id
-                            ),
-                            match &project.production {
-                                Some(existing) => format!("it has production {existing}"),
-                                None => "it is finished".into(),
-                            },
-                        )
-                    }
+                    Some(project) if project.finished || project.production.is_some() => report(
+                        Check::Apply,
+                        format!("an open project {} without a production", e.project_id),
+                        match &project.production {
+                            Some(existing) => format!("it has production {existing}"),
+                            None => "it is finished".into(),
+                        },
+                    ),
                     Some(_) => {}
                 }
                 if e.feedback_window_micros <= 0
@@ -555,12 +552,7 @@ impl Replay {
     }
 
     /// Rule 6 for a comment, and its target and author.
-    fn check_comment(
-        &self,
-        recorded: &RecordedEvent,
-        e: &CommentPosted,
-        report: Report,
-    ) -> bool {
+    fn check_comment(&self, recorded: &RecordedEvent, e: &CommentPosted, report: Report) -> bool {
         let state = &self.state;
         if state.comment(&e.comment_id).is_some() {
             report(
@@ -720,9 +712,7 @@ impl Replay {
             );
         }
         let announced = e.line_count as usize;
-        if announced == 0
-            || announced > limits::LINES_PER_PROPOSAL_MAX
-            || e.lines.len() > announced
+        if announced == 0 || announced > limits::LINES_PER_PROPOSAL_MAX || e.lines.len() > announced
         {
             report(
                 Check::Lines,
@@ -818,7 +808,10 @@ impl Replay {
         let Some(distribution) = state.distribution(&e.distribution_id) else {
             report(
                 Check::Apply,
-                format!("an amendment of an existing distribution {}", e.distribution_id),
+                format!(
+                    "an amendment of an existing distribution {}",
+                    e.distribution_id
+                ),
                 "no such distribution".into(),
             );
             return false;
@@ -1061,12 +1054,7 @@ impl Replay {
         true
     }
 
-    fn check_payout(
-        &mut self,
-        recorded: &RecordedEvent,
-        e: &PayoutIssued,
-        report: Report,
-    ) -> bool {
+    fn check_payout(&mut self, recorded: &RecordedEvent, e: &PayoutIssued, report: Report) -> bool {
         // A second issue is not applied: it would reset the payout to a first attempt.
         let first = self.issued.get(&e.payout_id).copied();
         if let Some(first) = first {
