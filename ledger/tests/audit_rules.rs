@@ -392,13 +392,14 @@ async fn rule_5_lines_without_rationale_or_member() {
     let mut proposal = second_proposal(&harness).await;
     proposal.lines[0].rationale = "  ".into();
     let appended = forge(&harness, vec![proposal.clone().into()]).await;
-    // A line announced but never written: the proposal is named.
+    // An amendment giving a line to someone who is not a member, and announcing a second
+    // line that never comes.
     let amendment = AllocationAmended {
         distribution_id: distribution("d2"),
         reason: "adding a stranger".into(),
         answers: vec![],
         removed: vec![],
-        line_count: 1,
+        line_count: 2,
         lines: vec![Line {
             member: MemberId::new("stranger").unwrap(),
             ..line("carol", "1", &["c"])
@@ -420,8 +421,19 @@ async fn rule_5_lines_without_rationale_or_member() {
                 "distribution-d2",
                 "AllocationAmended",
             ),
+            (
+                amended.first_position,
+                Check::Lines,
+                "distribution-d2",
+                "AllocationAmended",
+            ),
         ],
     );
+    assert_eq!(
+        report.findings[2].expected,
+        "2 lines, as announced by line_count"
+    );
+    assert_eq!(report.findings[2].found, "1 lines");
     assert!(
         report.findings[0].found.contains("rationale"),
         "{}",

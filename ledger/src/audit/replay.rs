@@ -599,14 +599,15 @@ impl Replay {
                 );
             }
         }
-        match check_comment_window(state, &e.target, e.staff, decided_by(recorded)) {
-            Err(rejection @ Rejection::WindowClosed { .. }) => report(
+        // An unknown distribution was reported above; only the window is rule 6.
+        if let Err(rejection @ Rejection::WindowClosed { .. }) =
+            check_comment_window(state, &e.target, e.staff, decided_by(recorded))
+        {
+            report(
                 Check::Window,
                 "member comments on a distribution only during its window".into(),
                 format!("{rejection}; recorded at {}", recorded.recorded_at),
-            ),
-            // An unknown distribution was reported above.
-            Err(_) | Ok(()) => {}
+            );
         }
         true
     }
