@@ -830,6 +830,45 @@ async fn forgeries_of_different_rules_are_all_reported_in_one_pass() {
 }
 
 #[tokio::test]
+async fn unusual_histories_the_domain_allows_verify_clean() {
+    let harness = through_the_domain(false).await;
+    // Bob's line is removed; his comment on it is answered afterwards (a reply takes its
+    // parent's target, which no longer exists), after the window closed (staff may).
+    harness
+        .ok(amend(
+            "d1",
+            &["k1"],
+            &["bob"],
+            vec![line("dave", "1", &["d"])],
+        ))
+        .await;
+    harness.clock.set(after_window());
+    harness
+        .ok(post("k2", "staff", true, CommentOn::Reply(comment("k1"))))
+        .await;
+    harness.ok(finalize("d1")).await;
+    harness
+        .ok(Command::IssuePayouts(IssuePayouts::Distribution(
+            distribution("d1"),
+        )))
+        .await;
+    // A citation against the tree's order (d was uploaded after a), then a record that
+    // cites nothing included, withdrawn after a remix was built on it.
+    harness.ok(cite("a", "d")).await;
+    harness.ok(upload("e", "p1", "carol")).await;
+    harness.ok(remix("f", "p1", "dave", &["e", "c"])).await;
+    harness
+        .ok(Command::WithdrawRecord(WithdrawRecord {
+            record_id: record("e"),
+            reason: "rights unclear".into(),
+        }))
+        .await;
+    harness.ok(include("pr1", "f")).await;
+    let report = verify(&log(&harness));
+    assert!(report.is_clean(), "{:#?}", report.findings);
+}
+
+#[tokio::test]
 async fn the_426_contributor_episode_verifies_clean() {
     let harness = Harness::new().await;
     episode::tv_episode(&harness).await;

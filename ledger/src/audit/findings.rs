@@ -77,6 +77,68 @@ pub enum Check {
 }
 
 impl Check {
+    /// Every check, in the order above: for listings (the CLI, the gRPC auditor service).
+    pub const ALL: [Check; 26] = [
+        Check::SegmentHeader,
+        Check::Frame,
+        Check::IncompleteCommit,
+        Check::Envelope,
+        Check::Position,
+        Check::CommitRange,
+        Check::StreamVersion,
+        Check::HashLink,
+        Check::Hash,
+        Check::Checkpoint,
+        Check::Decode,
+        Check::Apply,
+        Check::FamilyTree,
+        Check::Lead,
+        Check::Inclusion,
+        Check::Pool,
+        Check::Lines,
+        Check::LineAmounts,
+        Check::Window,
+        Check::Finalization,
+        Check::Payout,
+        Check::PayoutTwice,
+        Check::PayoutsSum,
+        Check::PayoutState,
+        Check::Money,
+        Check::Credits,
+    ];
+
+    /// The stable name, as serialized (snake case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::SegmentHeader => "segment_header",
+            Check::Frame => "frame",
+            Check::IncompleteCommit => "incomplete_commit",
+            Check::Envelope => "envelope",
+            Check::Position => "position",
+            Check::CommitRange => "commit_range",
+            Check::StreamVersion => "stream_version",
+            Check::HashLink => "hash_link",
+            Check::Hash => "hash",
+            Check::Checkpoint => "checkpoint",
+            Check::Decode => "decode",
+            Check::Apply => "apply",
+            Check::FamilyTree => "family_tree",
+            Check::Lead => "lead",
+            Check::Inclusion => "inclusion",
+            Check::Pool => "pool",
+            Check::Lines => "lines",
+            Check::LineAmounts => "line_amounts",
+            Check::Window => "window",
+            Check::Finalization => "finalization",
+            Check::Payout => "payout",
+            Check::PayoutTwice => "payout_twice",
+            Check::PayoutsSum => "payouts_sum",
+            Check::PayoutState => "payout_state",
+            Check::Money => "money",
+            Check::Credits => "credits",
+        }
+    }
+
     /// The rule the check enforces, in words.
     pub fn rule(self) -> &'static str {
         match self {
@@ -131,8 +193,7 @@ impl Check {
 
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = serde_json::to_value(self).expect("a unit variant serializes");
-        f.write_str(name.as_str().unwrap_or("check"))
+        f.write_str(self.name())
     }
 }
 
@@ -227,5 +288,29 @@ impl FindingSink {
 
     pub fn total(&self) -> u64 {
         self.kept.len() as u64 + self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serialized_names_and_each_rule_has_its_check() {
+        let mut names = std::collections::HashSet::new();
+        for check in Check::ALL {
+            let serialized = serde_json::to_value(check).unwrap();
+            assert_eq!(serialized.as_str(), Some(check.name()));
+            assert!(names.insert(check.name()), "{check} listed twice");
+        }
+        for rule in 1..=10 {
+            let prefix = format!("rule {rule}:");
+            assert!(
+                Check::ALL
+                    .iter()
+                    .any(|check| check.rule().starts_with(&prefix)),
+                "no check for rule {rule}"
+            );
+        }
     }
 }

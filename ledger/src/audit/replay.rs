@@ -280,12 +280,18 @@ impl Replay {
                 true
             }
             DomainEvent::MemberPersonalDataErased(e) => {
-                if state.member(&e.member_id).is_none() {
-                    report(
+                match state.member(&e.member_id) {
+                    None => report(
                         Check::Apply,
                         format!("a registered member {}", e.member_id),
                         "no such member".into(),
-                    );
+                    ),
+                    Some(member) if member.erased => report(
+                        Check::Apply,
+                        format!("the personal data of {} erased once", e.member_id),
+                        "erased again".into(),
+                    ),
+                    Some(_) => {}
                 }
                 true
             }
@@ -569,24 +575,9 @@ impl Replay {
                 format!("{} is not a registered member", e.author),
             );
         }
-        let target_exists = match &e.target {
-            CommentTarget::Record(id) => state.record_node(id).is_some(),
-            CommentTarget::Distribution(id) => state.distribution(id).is_some(),
-            CommentTarget::Line {
-                distribution_id,
-                member,
-            } => state
-                .distribution(distribution_id)
-                .is_some_and(|d| d.line_index.contains_key(member)),
-        };
-        if !target_exists {
-            report(
-                Check::Apply,
-                "a comment on an existing record, distribution or line".into(),
-                format!("comment {} on {:?}", e.comment_id, e.target),
-            );
-        }
         if let Some(parent) = &e.reply_to {
+            // A reply takes its parent's target, which need not exist any more (a line
+            // removed by an amendment can still be answered).
             let parent_target = state.comment(parent).map(|comment| &comment.target);
             if parent_target != Some(&e.target) {
                 report(
@@ -596,6 +587,24 @@ impl Replay {
                         None => "no such comment".into(),
                         Some(target) => format!("the parent is on {target:?}"),
                     },
+                );
+            }
+        } else {
+            let target_exists = match &e.target {
+                CommentTarget::Record(id) => state.record_node(id).is_some(),
+                CommentTarget::Distribution(id) => state.distribution(id).is_some(),
+                CommentTarget::Line {
+                    distribution_id,
+                    member,
+                } => state
+                    .distribution(distribution_id)
+                    .is_some_and(|d| d.line_index.contains_key(member)),
+            };
+            if !target_exists {
+                report(
+                    Check::Apply,
+                    "a comment on an existing record, distribution or line".into(),
+                    format!("comment {} on {:?}", e.comment_id, e.target),
                 );
             }
         }
