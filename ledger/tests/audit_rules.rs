@@ -20,7 +20,7 @@ use ledger::domain::ids::{MemberId, PayoutId, RecordId};
 use ledger::domain::{decide, Command, DomainEvent};
 use ledger::money::{Currency, Money};
 use ledger::store::{
-    Actor, AppendRequest, AppendResult, CommandId, EventStore, Position, ServiceName,
+    Actor, AppendRequest, AppendResult, CommandId, EventStore, Position, ProposedEvent, ServiceName,
 };
 use ledger::time::{Clock, Timestamp};
 use proptest::prelude::*;
@@ -63,6 +63,14 @@ async fn decided(harness: &Harness, command: Command) -> Vec<DomainEvent> {
 
 /// Appends `events` directly through the store, as an intruder would: no rule is checked.
 async fn forge(harness: &Harness, events: Vec<DomainEvent>) -> AppendResult {
+    forge_stored(
+        harness,
+        events.iter().map(DomainEvent::to_proposed).collect(),
+    )
+    .await
+}
+
+async fn forge_stored(harness: &Harness, events: Vec<ProposedEvent>) -> AppendResult {
     let request = AppendRequest {
         command_id: CommandId::new(format!("forged-{}", harness.head().await)).unwrap(),
         correlation_id: None,
@@ -73,7 +81,7 @@ async fn forge(harness: &Harness, events: Vec<DomainEvent>) -> AppendResult {
         },
         command_fingerprint: None,
         expectations: vec![],
-        events: events.iter().map(DomainEvent::to_proposed).collect(),
+        events,
     };
     harness.store.append(request).await.unwrap()
 }
@@ -443,6 +451,36 @@ async fn rule_5_lines_without_rationale_or_member() {
         report.findings[1].found.contains("stranger"),
         "{}",
         report.findings[1]
+    );
+}
+
+#[tokio::test]
+async fn rule_5_a_weight_that_is_not_positive_does_not_decode() {
+    let harness = through_the_domain(true).await;
+    let mut proposal = second_proposal(&harness).await;
+    proposal.lines[1].weight = weight("7");
+    let mut stored = DomainEvent::from(proposal).to_proposed();
+    // Weights are stored as decimal strings: "7" becomes "0" (and "-" cannot fit).
+    let at = stored
+        .payload
+        .windows(2)
+        .position(|w| w == [1, b'7'])
+        .expect("the weight's one-byte string");
+    stored.payload[at + 1] = b'0';
+    let appended = forge_stored(&harness, vec![stored]).await;
+    let report = assert_exactly(
+        &log(&harness),
+        &[(
+            appended.first_position,
+            Check::Decode,
+            "distribution-d2",
+            "AllocationProposed",
+        )],
+    );
+    assert!(
+        report.findings[0].found.contains("weight"),
+        "{}",
+        report.findings[0]
     );
 }
 
