@@ -32,12 +32,30 @@ pub enum Check {
     Checkpoint,
     /// The payload does not decode as a domain event (through the upcasters).
     Decode,
-    /// An event that cannot be applied to the state it follows (unknown entity, currency).
+    /// An event that cannot be applied to the state it follows: an unknown entity, or an
+    /// id created twice.
     Apply,
-    /// Rule 4: the recorded pool or its inputs differ from the recomputed ones.
+    /// Rule 1: a remix without sources; a source or citation naming a missing or withdrawn
+    /// record, the record itself, or closing a cycle.
+    FamilyTree,
+    /// Rule 2: a lead fee agreed twice or off the project's production, or a lead assigned
+    /// before their fee was agreed.
+    Lead,
+    /// Rule 3: a missing or withdrawn record included, or one included twice.
+    Inclusion,
+    /// Rule 4: the recorded pool or its inputs differ from the recomputed ones, or a second
+    /// distribution of a production opened while one is open.
     Pool,
+    /// Rule 5: a line of an unknown member, without a rationale, for records that are not
+    /// the member's or not in the production; two lines of one member; lines that do not
+    /// add up to the count their proposal or amendment announced.
+    Lines,
     /// Rule 5: the finalized amounts differ from the line rule's.
     LineAmounts,
+    /// Rule 6: a window of another length than the production's or opened at another
+    /// time than its publication; a member comment or an amendment after the window
+    /// closed; an amendment without a reason or answering another distribution's comments.
+    Window,
     /// Rule 7: a finalization that the rule forbids.
     Finalization,
     /// Rule 8: a payout whose amount, member or id does not follow from the finalized
@@ -50,9 +68,77 @@ pub enum Check {
     PayoutsSum,
     /// Rule 8: a settlement, failure or retry out of order.
     PayoutState,
+    /// Rule 9: a revenue, expense, fee or amount that is not positive, not in the
+    /// production's currency, or past the ledger's bound.
+    Money,
+    /// Rule 10: a record credited to someone who is not a member, or a line paying a
+    /// member the production does not credit.
+    Credits,
 }
 
 impl Check {
+    /// Every check, in the order above: for listings (the CLI, the gRPC auditor service).
+    pub const ALL: [Check; 26] = [
+        Check::SegmentHeader,
+        Check::Frame,
+        Check::IncompleteCommit,
+        Check::Envelope,
+        Check::Position,
+        Check::CommitRange,
+        Check::StreamVersion,
+        Check::HashLink,
+        Check::Hash,
+        Check::Checkpoint,
+        Check::Decode,
+        Check::Apply,
+        Check::FamilyTree,
+        Check::Lead,
+        Check::Inclusion,
+        Check::Pool,
+        Check::Lines,
+        Check::LineAmounts,
+        Check::Window,
+        Check::Finalization,
+        Check::Payout,
+        Check::PayoutTwice,
+        Check::PayoutsSum,
+        Check::PayoutState,
+        Check::Money,
+        Check::Credits,
+    ];
+
+    /// The stable name, as serialized (snake case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::SegmentHeader => "segment_header",
+            Check::Frame => "frame",
+            Check::IncompleteCommit => "incomplete_commit",
+            Check::Envelope => "envelope",
+            Check::Position => "position",
+            Check::CommitRange => "commit_range",
+            Check::StreamVersion => "stream_version",
+            Check::HashLink => "hash_link",
+            Check::Hash => "hash",
+            Check::Checkpoint => "checkpoint",
+            Check::Decode => "decode",
+            Check::Apply => "apply",
+            Check::FamilyTree => "family_tree",
+            Check::Lead => "lead",
+            Check::Inclusion => "inclusion",
+            Check::Pool => "pool",
+            Check::Lines => "lines",
+            Check::LineAmounts => "line_amounts",
+            Check::Window => "window",
+            Check::Finalization => "finalization",
+            Check::Payout => "payout",
+            Check::PayoutTwice => "payout_twice",
+            Check::PayoutsSum => "payouts_sum",
+            Check::PayoutState => "payout_state",
+            Check::Money => "money",
+            Check::Credits => "credits",
+        }
+    }
+
     /// The rule the check enforces, in words.
     pub fn rule(self) -> &'static str {
         match self {
@@ -68,11 +154,25 @@ impl Check {
             Check::Checkpoint => "the history up to the checkpoint is unchanged",
             Check::Decode => "every event decodes as a domain event",
             Check::Apply => "every event applies to the state before it",
+            Check::FamilyTree => {
+                "rule 1: a remix has sources; sources and citations are existing, non-withdrawn \
+                 records; no self-citation, no cycle"
+            }
+            Check::Lead => "rule 2: a lead's fee is agreed, once, before the lead is assigned",
+            Check::Inclusion => "rule 3: only existing, non-withdrawn records are included, once",
             Check::Pool => {
                 "rule 4: pool = share x max(revenue - expenses, 0) - earlier pools, half-to-even"
             }
+            Check::Lines => {
+                "rule 5: one line per member, positive weight, rationale, the member's own \
+                 records in the production"
+            }
             Check::LineAmounts => {
                 "rule 5: pool x weight / sum of weights, rounded down, largest remainders"
+            }
+            Check::Window => {
+                "rule 6: the production's window from first publication; member comments and \
+                 amendments (with a reason) only during it"
             }
             Check::Finalization => {
                 "rule 7: window closed, comments answered, every contributor paid, sum = pool"
@@ -81,14 +181,19 @@ impl Check {
             Check::PayoutTwice => "rule 8: a payout is issued once and paid once",
             Check::PayoutsSum => "rule 8: one payout per line; payouts sum to the pool",
             Check::PayoutState => "rule 8: settle or fail once per attempt; retry only failed",
+            Check::Money => {
+                "rule 9: positive amounts in the production's currency, within the ledger's bound"
+            }
+            Check::Credits => {
+                "rule 10: credits name members: contributors of included records and their ancestors"
+            }
         }
     }
 }
 
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = serde_json::to_value(self).expect("a unit variant serializes");
-        f.write_str(name.as_str().unwrap_or("check"))
+        f.write_str(self.name())
     }
 }
 
@@ -183,5 +288,29 @@ impl FindingSink {
 
     pub fn total(&self) -> u64 {
         self.kept.len() as u64 + self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serialized_names_and_each_rule_has_its_check() {
+        let mut names = std::collections::HashSet::new();
+        for check in Check::ALL {
+            let serialized = serde_json::to_value(check).unwrap();
+            assert_eq!(serialized.as_str(), Some(check.name()));
+            assert!(names.insert(check.name()), "{check} listed twice");
+        }
+        for rule in 1..=10 {
+            let prefix = format!("rule {rule}:");
+            assert!(
+                Check::ALL
+                    .iter()
+                    .any(|check| check.rule().starts_with(&prefix)),
+                "no check for rule {rule}"
+            );
+        }
     }
 }

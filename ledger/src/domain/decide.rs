@@ -178,7 +178,7 @@ fn open_project<'a>(
 }
 
 /// An existing, non-withdrawn record (rules 1 and 3).
-fn live_record(state: &State, field: &'static str, id: &RecordId) -> Result<NodeId, Rejection> {
+pub fn live_record(state: &State, field: &'static str, id: &RecordId) -> Result<NodeId, Rejection> {
     let node = state
         .record_node(id)
         .ok_or_else(|| not_found(field, Entity::Record, id))?;
@@ -205,7 +205,7 @@ fn distribution<'a>(state: &'a State, id: &DistributionId) -> Result<&'a Distrib
 
 /// A positive amount in the production's currency that keeps its totals within bounds
 /// (rule 9).
-fn production_amount(
+pub fn production_amount(
     production: &Production,
     field: &'static str,
     amount: Money,
@@ -298,48 +298,72 @@ fn start_project(state: &State, c: &StartProject) -> Result<Vec<DomainEvent>, Re
     .into()])
 }
 
-fn agree_lead_fee(state: &State, c: &AgreeLeadFee) -> Result<Vec<DomainEvent>, Rejection> {
-    let project = open_project(state, &c.project_id)?;
-    member(state, "lead", &c.lead)?;
+/// Rule 2, agreeing a fee: an open project with a production, a known lead without a fee
+/// yet, and a fee that is a valid expense of the production (rule 9). Gives the
+/// production the fee is an expense of.
+pub fn check_lead_fee<'a>(
+    state: &'a State,
+    project_id: &ProjectId,
+    lead: &MemberId,
+    fee: Money,
+) -> Result<&'a ProductionId, Rejection> {
+    let project = open_project(state, project_id)?;
+    member(state, "lead", lead)?;
     let production_id =
         project
             .production
-            .clone()
+            .as_ref()
             .ok_or_else(|| Rejection::ProjectHasNoProduction {
-                project_id: c.project_id.clone(),
+                project_id: project_id.clone(),
             })?;
-    if project.lead_fees.contains_key(&c.lead) {
+    if project.lead_fees.contains_key(lead) {
         return Err(Rejection::LeadFeeAlreadyAgreed {
-            project_id: c.project_id.clone(),
-            lead: c.lead.clone(),
+            project_id: project_id.clone(),
+            lead: lead.clone(),
         });
     }
     // The fee is an expense of the production (rule 2).
-    let fee = production_amount(production(state, &production_id)?, "fee", c.fee, false)?;
+    production_amount(production(state, production_id)?, "fee", fee, false)?;
+    Ok(production_id)
+}
+
+fn agree_lead_fee(state: &State, c: &AgreeLeadFee) -> Result<Vec<DomainEvent>, Rejection> {
+    let production_id = check_lead_fee(state, &c.project_id, &c.lead, c.fee)?;
     Ok(vec![LeadFeeAgreed {
         project_id: c.project_id.clone(),
-        production_id,
+        production_id: production_id.clone(),
         lead: c.lead.clone(),
-        fee,
+        fee: c.fee,
     }
     .into()])
 }
 
-fn assign_lead(state: &State, c: &AssignLead) -> Result<Vec<DomainEvent>, Rejection> {
-    let project = open_project(state, &c.project_id)?;
-    member(state, "lead", &c.lead)?;
-    if project.leads.contains(&c.lead) {
+/// Rule 2, assigning a lead: an open project, a known member not assigned yet, whose fee
+/// was agreed first if the project has a production.
+pub fn check_lead_assignment(
+    state: &State,
+    project_id: &ProjectId,
+    lead: &MemberId,
+) -> Result<(), Rejection> {
+    let project = open_project(state, project_id)?;
+    member(state, "lead", lead)?;
+    if project.leads.contains(lead) {
         return Err(Rejection::LeadAlreadyAssigned {
-            project_id: c.project_id.clone(),
-            lead: c.lead.clone(),
+            project_id: project_id.clone(),
+            lead: lead.clone(),
         });
     }
-    if project.production.is_some() && !project.lead_fees.contains_key(&c.lead) {
+    if project.production.is_some() && !project.lead_fees.contains_key(lead) {
         return Err(Rejection::LeadFeeNotAgreed {
-            project_id: c.project_id.clone(),
-            lead: c.lead.clone(),
+            project_id: project_id.clone(),
+            lead: lead.clone(),
         });
     }
+    Ok(())
+}
+
+fn assign_lead(state: &State, c: &AssignLead) -> Result<Vec<DomainEvent>, Rejection> {
+    check_lead_assignment(state, &c.project_id, &c.lead)?;
     Ok(vec![LeadAssigned {
         project_id: c.project_id.clone(),
         lead: c.lead.clone(),
@@ -388,18 +412,7 @@ fn upload_record(
         }
         .into()]);
     }
-    // A new record comes last in the tree's order, so its sources cannot close a cycle;
-    // naming itself is the one way a remix could.
-    count("sources", sources.len(), limits::SOURCES_PER_REMIX_MAX)?;
-    no_duplicates("sources", sources)?;
-    for source in sources {
-        if *source == c.record_id {
-            return Err(Rejection::SelfCitation {
-                record_id: c.record_id.clone(),
-            });
-        }
-        live_record(state, "sources", source)?;
-    }
+    check_remix_sources(state, &c.record_id, sources)?;
     Ok(vec![RemixUploaded {
         record_id: c.record_id.clone(),
         project_id: c.project_id.clone(),
@@ -413,34 +426,67 @@ fn upload_record(
     .into()])
 }
 
-fn cite_source(state: &State, c: &CiteSource) -> Result<Vec<DomainEvent>, Rejection> {
+/// Rule 1 for a remix's sources, checked against the state before the remix exists: at
+/// least one, bounded, each named once, each an existing, non-withdrawn record other than
+/// the remix. A new record comes last in the tree's order, so its sources cannot close a
+/// cycle; naming itself is the one way a remix could.
+pub fn check_remix_sources(
+    state: &State,
+    record_id: &RecordId,
+    sources: &[RecordId],
+) -> Result<(), Rejection> {
+    if sources.is_empty() {
+        return Err(Rejection::Empty { field: "sources" });
+    }
+    count("sources", sources.len(), limits::SOURCES_PER_REMIX_MAX)?;
+    no_duplicates("sources", sources)?;
+    for source in sources {
+        if source == record_id {
+            return Err(Rejection::SelfCitation {
+                record_id: record_id.clone(),
+            });
+        }
+        live_record(state, "sources", source)?;
+    }
+    Ok(())
+}
+
+/// Rule 1 for a later citation: an existing record, an existing non-withdrawn source
+/// other than it, not cited already, and no cycle.
+pub fn check_citation(
+    state: &State,
+    record_id: &RecordId,
+    source_id: &RecordId,
+) -> Result<(), Rejection> {
     let record = state
-        .record_node(&c.record_id)
-        .ok_or_else(|| not_found("record_id", Entity::Record, &c.record_id))?;
-    if c.record_id == c.source_id {
+        .record_node(record_id)
+        .ok_or_else(|| not_found("record_id", Entity::Record, record_id))?;
+    if record_id == source_id {
         return Err(Rejection::SelfCitation {
-            record_id: c.record_id.clone(),
+            record_id: record_id.clone(),
         });
     }
-    let source = live_record(state, "source_id", &c.source_id)?;
+    let source = live_record(state, "source_id", source_id)?;
     if state.tree().has_edge(source, record) {
         return Err(Rejection::AlreadyCited {
-            record_id: c.record_id.clone(),
-            source_id: c.source_id.clone(),
+            record_id: record_id.clone(),
+            source_id: source_id.clone(),
         });
     }
     match state.tree().check_edge(source, record) {
-        Ok(()) => {}
-        Err(EdgeError::Cycle { .. }) => {
-            return Err(Rejection::Cycle {
-                record_id: c.record_id.clone(),
-                source_id: c.source_id.clone(),
-            })
-        }
+        Ok(()) => Ok(()),
+        Err(EdgeError::Cycle { .. }) => Err(Rejection::Cycle {
+            record_id: record_id.clone(),
+            source_id: source_id.clone(),
+        }),
         Err(EdgeError::SelfLoop(_) | EdgeError::UnknownNode(_)) => {
             unreachable!("both records exist and differ")
         }
     }
+}
+
+fn cite_source(state: &State, c: &CiteSource) -> Result<Vec<DomainEvent>, Rejection> {
+    check_citation(state, &c.record_id, &c.source_id)?;
     Ok(vec![SourceCited {
         record_id: c.record_id.clone(),
         source_id: c.source_id.clone(),
@@ -504,19 +550,7 @@ fn post_comment(
             (parent_comment.target.clone(), Some(parent.clone()))
         }
     };
-    // Members comment on a distribution only during its window (rule 6). Staff may still
-    // reply afterwards: a comment made in the window's last minute must be answerable, or
-    // the distribution could never be finalized (rule 7).
-    if let Some(distribution_id) = target.distribution() {
-        let closes_at = distribution(state, distribution_id)?.window_closes_at;
-        if !c.staff && now >= closes_at {
-            return Err(Rejection::WindowClosed {
-                field: "on",
-                distribution_id: distribution_id.clone(),
-                closed_at: closes_at,
-            });
-        }
-    }
+    check_comment_window(state, &target, c.staff, now)?;
     Ok(vec![CommentPosted {
         comment_id: c.comment_id.clone(),
         author: c.author.clone(),
@@ -526,6 +560,28 @@ fn post_comment(
         body: c.body.clone(),
     }
     .into()])
+}
+
+/// Rule 6 for a comment: members comment on a distribution only during its window. Staff
+/// may still reply afterwards: a comment made in the window's last minute must be
+/// answerable, or the distribution could never be finalized (rule 7).
+pub fn check_comment_window(
+    state: &State,
+    target: &CommentTarget,
+    staff: bool,
+    now: Timestamp,
+) -> Result<(), Rejection> {
+    if let Some(distribution_id) = target.distribution() {
+        let closes_at = distribution(state, distribution_id)?.window_closes_at;
+        if !staff && now >= closes_at {
+            return Err(Rejection::WindowClosed {
+                field: "on",
+                distribution_id: distribution_id.clone(),
+                closed_at: closes_at,
+            });
+        }
+    }
+    Ok(())
 }
 
 // ---- productions ----
@@ -567,15 +623,25 @@ fn open_production(state: &State, c: &OpenProduction) -> Result<Vec<DomainEvent>
     .into()])
 }
 
-fn include_record(state: &State, c: &IncludeRecord) -> Result<Vec<DomainEvent>, Rejection> {
-    let production = production(state, &c.production_id)?;
-    let node = live_record(state, "record_id", &c.record_id)?;
+/// Rule 3: an existing production, and an existing, non-withdrawn record not included yet.
+pub fn check_inclusion(
+    state: &State,
+    production_id: &ProductionId,
+    record_id: &RecordId,
+) -> Result<(), Rejection> {
+    let production = production(state, production_id)?;
+    let node = live_record(state, "record_id", record_id)?;
     if production.included_set.contains(&node) {
         return Err(Rejection::AlreadyIncluded {
-            production_id: c.production_id.clone(),
-            record_id: c.record_id.clone(),
+            production_id: production_id.clone(),
+            record_id: record_id.clone(),
         });
     }
+    Ok(())
+}
+
+fn include_record(state: &State, c: &IncludeRecord) -> Result<Vec<DomainEvent>, Rejection> {
+    check_inclusion(state, &c.production_id, &c.record_id)?;
     Ok(vec![RecordIncluded {
         production_id: c.production_id.clone(),
         record_id: c.record_id.clone(),
@@ -588,9 +654,18 @@ fn include_record(state: &State, c: &IncludeRecord) -> Result<Vec<DomainEvent>, 
 /// Rule 5 for each line: a known member, once; a bounded rationale; records contributed by
 /// that member and included in the production or ancestors of an included record.
 fn check_lines(state: &State, production: &Production, lines: &[Line]) -> Result<(), Rejection> {
+    check_lines_payable(state, &state.payable_records(production), lines)
+}
+
+/// `check_lines` with the production's payable records (`State::payable_records`) given,
+/// so that a caller checking many lines computes them once.
+pub fn check_lines_payable(
+    state: &State,
+    payable: &HashSet<NodeId>,
+    lines: &[Line],
+) -> Result<(), Rejection> {
     count("lines", lines.len(), limits::LINES_PER_PROPOSAL_MAX)?;
     no_duplicates("lines[].member", lines.iter().map(|line| &line.member))?;
-    let payable = state.payable_records(production);
     for (index, line) in lines.iter().enumerate() {
         member(state, "lines[].member", &line.member)?;
         text(
@@ -679,9 +754,6 @@ fn propose_allocation(
         production.artist_share,
         production.pools_total,
     )?;
-    let window = std::time::Duration::from_micros(
-        u64::try_from(production.feedback_window_micros).expect("positive by construction"),
-    );
     let (first, rest) = first_chunk(&c.lines);
     let mut events: Vec<DomainEvent> = vec![AllocationProposed {
         distribution_id: c.distribution_id.clone(),
@@ -691,7 +763,7 @@ fn propose_allocation(
         earlier_pools: production.pools_total,
         pool,
         published_at: now,
-        window_closes_at: now.saturating_add(window),
+        window_closes_at: window_closes_at(production, now),
         line_count: c.lines.len() as u32,
         lines: first.to_vec(),
     }
@@ -700,7 +772,15 @@ fn propose_allocation(
     Ok(events)
 }
 
-fn open_distribution<'a>(
+/// Rule 6: a proposal published at `published_at` is open for the production's window. A
+/// window that is not positive (never written by `open_production`) closes at once.
+pub fn window_closes_at(production: &Production, published_at: Timestamp) -> Timestamp {
+    let window = u64::try_from(production.feedback_window_micros).unwrap_or(0);
+    published_at.saturating_add(std::time::Duration::from_micros(window))
+}
+
+/// A distribution that may still change (rule 6): not finalized, its window open at `now`.
+pub fn open_distribution<'a>(
     state: &'a State,
     id: &DistributionId,
     now: Timestamp,
@@ -721,32 +801,45 @@ fn open_distribution<'a>(
     Ok(distribution)
 }
 
+/// Rule 6 for an amendment: during the window of a distribution not yet finalized, saying
+/// why, and answering only comments on that distribution.
+pub fn check_amendment<'a>(
+    state: &'a State,
+    distribution_id: &DistributionId,
+    reason: &str,
+    answers: &[CommentId],
+    now: Timestamp,
+) -> Result<&'a Distribution, Rejection> {
+    let distribution = open_distribution(state, distribution_id, now)?;
+    text("reason", reason, limits::REASON_LENGTH_BYTES_MAX)?;
+    count(
+        "answers",
+        answers.len(),
+        limits::ANSWERED_COMMENTS_PER_AMENDMENT_MAX,
+    )?;
+    no_duplicates("answers", answers)?;
+    for comment_id in answers {
+        let on_this = state
+            .comment(comment_id)
+            .and_then(|comment| comment.target.distribution())
+            == Some(distribution_id);
+        if !on_this {
+            return Err(Rejection::CommentNotOnDistribution {
+                field: "answers",
+                comment_id: comment_id.clone(),
+                distribution_id: distribution_id.clone(),
+            });
+        }
+    }
+    Ok(distribution)
+}
+
 fn amend_allocation(
     state: &State,
     c: &AmendAllocation,
     now: Timestamp,
 ) -> Result<Vec<DomainEvent>, Rejection> {
-    let distribution = open_distribution(state, &c.distribution_id, now)?;
-    text("reason", &c.reason, limits::REASON_LENGTH_BYTES_MAX)?;
-    count(
-        "answers",
-        c.answers.len(),
-        limits::ANSWERED_COMMENTS_PER_AMENDMENT_MAX,
-    )?;
-    no_duplicates("answers", &c.answers)?;
-    for comment_id in &c.answers {
-        let on_this = state
-            .comment(comment_id)
-            .and_then(|comment| comment.target.distribution())
-            == Some(&c.distribution_id);
-        if !on_this {
-            return Err(Rejection::CommentNotOnDistribution {
-                field: "answers",
-                comment_id: comment_id.clone(),
-                distribution_id: c.distribution_id.clone(),
-            });
-        }
-    }
+    let distribution = check_amendment(state, &c.distribution_id, &c.reason, &c.answers, now)?;
     if c.remove.is_empty() && c.lines.is_empty() {
         return Err(Rejection::Empty { field: "lines" });
     }
