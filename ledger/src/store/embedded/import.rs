@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::head::{self, HeadFile};
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use super::{SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN};
 use crate::store::codec::{self, CommitRange};
@@ -151,7 +152,15 @@ impl LogWriter {
         if let Some((path, file, _)) = &self.active {
             file.sync_data().map_err(io(path))?;
         }
-        segment::sync_directory(&self.segments_directory).map_err(io(&self.segments_directory))
+        segment::sync_directory(&self.segments_directory).map_err(io(&self.segments_directory))?;
+        // Durable now: readers may read up to here (see `head`).
+        let data_directory = self
+            .segments_directory
+            .parent()
+            .expect("segments/ is inside the data directory");
+        HeadFile::open(data_directory)
+            .and_then(|head| head.publish(self.last_position))
+            .map_err(io(&head::path(data_directory)))
     }
 
     fn write_pending(&mut self) -> Result<(), ImportError> {

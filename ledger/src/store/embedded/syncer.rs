@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 
+use super::head::HeadFile;
 use super::index::SegmentEntry;
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use super::writer::{Commit, IoFaults, IoOperation, Shared};
@@ -31,6 +32,7 @@ pub struct Syncer {
     shared: Arc<Shared>,
     segment_size_bytes: u64,
     head_sender: watch::Sender<Position>,
+    head_file: HeadFile,
     /// Where the next commit goes in the active (last) segment.
     write_offset: u64,
     /// The active segment's size (segments keep the size they were created with).
@@ -44,6 +46,7 @@ impl Syncer {
         shared: Arc<Shared>,
         segment_size_bytes: u64,
         head_sender: watch::Sender<Position>,
+        head_file: HeadFile,
         write_offset: u64,
         active_segment_bytes: u64,
         faults: Option<Arc<dyn IoFaults>>,
@@ -52,6 +55,7 @@ impl Syncer {
             shared,
             segment_size_bytes,
             head_sender,
+            head_file,
             write_offset,
             active_segment_bytes,
             spare: None,
@@ -71,11 +75,17 @@ impl Syncer {
             }
             match self.write(&commit) {
                 Ok(()) => {
-                    self.publish(&commit);
+                    let published = self.publish(&commit);
                     let buffer = std::mem::take(&mut commit.buffer);
                     // Answer first: the appenders' next appends then have a chance to join
-                    // the next commit instead of waiting for the one after it.
+                    // the next commit instead of waiting for the one after it. The commit is
+                    // durable and indexed even if `HEAD` could not be written.
                     answer(commit);
+                    if let Err(error) = published {
+                        let why = self.shared.record_failure(&error);
+                        let _ = synced.send(Err(why));
+                        break;
+                    }
                     let _ = synced.send(Ok(buffer));
                     self.prepare_spare_when_half_full();
                 }
@@ -143,8 +153,8 @@ impl Syncer {
         Ok(())
     }
 
-    /// The commit is durable: index it and advance the head.
-    fn publish(&mut self, commit: &Commit) {
+    /// The commit is durable: index it, advance the head and publish it in `HEAD`.
+    fn publish(&mut self, commit: &Commit) -> Result<(), StoreError> {
         let head = {
             let mut index = self.shared.index.write().expect("index lock");
             for accepted in &commit.accepted {
@@ -169,6 +179,10 @@ impl Syncer {
         };
         assert_eq!(head + 1, commit.next_position);
         self.head_sender.send_replace(head);
+        // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
+        self.head_file
+            .publish(head)
+            .map_err(|e| StoreError::io(self.head_file.path(), e))
     }
 
     fn prepare_spare_when_half_full(&mut self) {

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::builder::Builder;
+use super::head::HeadFile;
 use super::index::{CommandKey, Index};
 use super::syncer::Syncer;
 use crate::store::codec;
@@ -85,6 +86,7 @@ pub struct Writer {
     pub clock: Arc<dyn Clock>,
     pub receiver: mpsc::Receiver<WriterMessage>,
     pub head_sender: watch::Sender<Position>,
+    pub head_file: HeadFile,
     /// Where the next commit goes in the active (last) segment.
     pub write_offset: u64,
     /// The active segment's size (segments keep the size they were created with).
@@ -102,6 +104,7 @@ impl Writer {
             self.shared.clone(),
             self.limits.segment_size_bytes,
             self.head_sender,
+            self.head_file,
             self.write_offset,
             self.active_segment_bytes,
             self.faults,
