@@ -158,11 +158,15 @@ impl Syncer {
         let head = {
             let mut index = self.shared.index.write().expect("index lock");
             for accepted in &commit.accepted {
-                for (position, offset, stream_id) in &accepted.events {
+                let positions = accepted.result.first_position..;
+                for ((position, offset), event) in positions
+                    .zip(&accepted.offsets)
+                    .zip(&accepted.request.events)
+                {
                     index.add_event(
-                        *position,
+                        position,
                         self.write_offset + *offset as u64,
-                        stream_id,
+                        &event.stream_id,
                         accepted.command_key,
                     );
                 }
@@ -202,9 +206,13 @@ impl Syncer {
 /// Sends every answer of a durable commit.
 fn answer(commit: Commit) {
     for accepted in commit.accepted {
-        for reply in accepted.replies {
+        let mut replies = accepted.replies;
+        // Retries of the same command share the result; the last one takes it.
+        let last = replies.pop().expect("an accepted append has its reply");
+        for reply in replies {
             let _ = reply.send(Ok(accepted.result.clone()));
         }
+        let _ = last.send(Ok(accepted.result));
     }
     for (reply, outcome) in commit.answers {
         let _ = reply.send(outcome);

@@ -21,7 +21,6 @@
 //! which re-reads and re-checks the log from disk. That commit and every append after it
 //! get `Unavailable`.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::builder::Builder;
 use super::head::HeadFile;
-use super::index::{CommandKey, Index};
+use super::index::{CommandKey, FastMap, Index};
 use super::syncer::Syncer;
 use crate::store::codec;
 use crate::store::error::StoreError;
@@ -153,8 +152,9 @@ pub struct Accepted {
     pub replies: Vec<AppendReply>,
     pub result: AppendResult,
     pub command_key: CommandKey,
-    /// (position, offset in the commit buffer, stream) of each event.
-    pub events: Vec<(Position, usize, StreamId)>,
+    /// The offset in the commit buffer of each event (at `result.first_position` on, in
+    /// the order of `request.events`).
+    pub offsets: Vec<usize>,
 }
 
 /// One group commit: built by the builder, then written, synced and published by the
@@ -177,8 +177,24 @@ pub struct Commit {
     pub answers: Vec<(AppendReply, Result<AppendResult, StoreError>)>,
     /// Appends decided into this commit, answered or accepted.
     pub appends: usize,
-    pub stream_versions: HashMap<StreamId, StreamVersion>,
-    pub commands: HashMap<CommandKey, usize>,
+    pub stream_versions: FastMap<StreamId, StreamVersion>,
+    pub commands: FastMap<CommandKey, usize>,
+}
+
+/// What deciding looks up in a commit: each stream's last version and each command's
+/// append. Kept from commit to commit (cleared) so they do not grow anew each time.
+#[derive(Default)]
+pub struct DecidingMaps {
+    pub stream_versions: FastMap<StreamId, StreamVersion>,
+    pub commands: FastMap<CommandKey, usize>,
+}
+
+impl DecidingMaps {
+    pub fn cleared(mut self) -> DecidingMaps {
+        self.stream_versions.clear();
+        self.commands.clear();
+        self
+    }
 }
 
 /// The state of a commit before one append was encoded into it.
@@ -190,11 +206,13 @@ pub struct CommitMark {
 }
 
 impl Commit {
+    /// `buffer` and `maps` are empty, kept from an earlier commit for their capacity.
     pub fn new(
         first_position: Position,
         previous_hash: Hash32,
         recorded_at: Timestamp,
         buffer: Vec<u8>,
+        maps: DecidingMaps,
     ) -> Commit {
         Commit {
             first_position,
@@ -207,8 +225,8 @@ impl Commit {
             accepted: Vec::new(),
             answers: Vec::new(),
             appends: 0,
-            stream_versions: HashMap::new(),
-            commands: HashMap::new(),
+            stream_versions: maps.stream_versions,
+            commands: maps.commands,
         }
     }
 
