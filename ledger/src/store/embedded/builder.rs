@@ -12,18 +12,16 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::index::{CommandEntry, CommandKey};
+use super::index::CommandEntry;
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
 use super::syncer::{Handoff, Synced};
 use super::writer::{
-    Accepted, AppendReply, Commit, DecidingMaps, Shared, WriterLimits, WriterMessage,
+    Accepted, AppendReply, Commit, DecidingMaps, Shared, Submitted, WriterLimits, WriterMessage,
 };
 use crate::store::codec;
 use crate::store::error::StoreError;
-use crate::store::types::{
-    AppendRequest, AppendResult, EventId, Hash32, Position, StreamId, StreamVersion,
-};
+use crate::store::types::{AppendRequest, AppendResult, Hash32, Position, StreamId, StreamVersion};
 use crate::time::{Clock, Timestamp};
 
 /// Where the log will end once the commit in flight is durable: the next commit starts
@@ -53,9 +51,9 @@ pub struct Builder {
     building: Option<Commit>,
     in_flight: Option<InFlight>,
     /// An append that did not fit in the rest of the segment: it starts the next commit.
-    carried: Option<(AppendRequest, AppendReply)>,
+    carried: Option<(Box<Submitted>, AppendReply)>,
     /// Retries of a command id in the commit in flight, decided again once it is durable.
-    deferred: Vec<(AppendRequest, AppendReply)>,
+    deferred: Vec<(Box<Submitted>, AppendReply)>,
     /// No more messages are taken (closed, or every sender is gone).
     closing: bool,
     close: Option<oneshot::Sender<()>>,
@@ -63,6 +61,8 @@ pub struct Builder {
     reusable_buffer: Vec<u8>,
     /// The maps of the last durable commit, cleared, kept for their capacity.
     reusable_maps: DecidingMaps,
+    /// Appends in the last commit handed to the syncer.
+    last_commit_appends: usize,
 }
 
 impl Builder {
@@ -100,6 +100,7 @@ impl Builder {
             close: None,
             reusable_buffer: Vec::new(),
             reusable_maps: DecidingMaps::default(),
+            last_commit_appends: 0,
         }
     }
 
@@ -157,7 +158,7 @@ impl Builder {
 
     fn take(&mut self, message: Option<WriterMessage>) {
         match message {
-            Some(WriterMessage::Append { request, reply }) => self.decide(*request, reply),
+            Some(WriterMessage::Append { request, reply }) => self.decide(request, reply),
             Some(WriterMessage::Close { done }) => {
                 self.close = Some(done);
                 self.closing = true;
@@ -170,6 +171,7 @@ impl Builder {
     fn hand(&mut self) {
         let mut commit = self.building.take().expect("a commit is being built");
         commit.seal();
+        self.last_commit_appends = commit.appends.min(self.limits.commit_appends_max);
         let bytes = commit.buffer.len() as u64;
         if bytes > 0 {
             // The same rule the syncer rolls by, so the next commit is cut where it must be.
@@ -241,17 +243,18 @@ impl Builder {
             self.clock.now().max(self.tip.recorded_at),
             buffer,
             std::mem::take(&mut self.reusable_maps),
+            self.last_commit_appends,
         )
     }
 
     /// Decides one append into the commit being built: answered, accepted (encoded),
     /// deferred, or carried to the next commit when it does not fit in this segment.
-    fn decide(&mut self, request: AppendRequest, reply: AppendReply) {
+    fn decide(&mut self, request: Box<Submitted>, reply: AppendReply) {
         if self.building.is_none() {
             self.building = Some(self.new_commit());
         }
         let commit = self.building.as_mut().expect("a commit is being built");
-        let command_key = CommandKey::of(&request.command_id);
+        let command_key = request.command_key;
         if let Some(&i) = commit.commands.get(&command_key) {
             let original = &mut commit.accepted[i];
             if same_content(&original.request, &request) {
@@ -259,7 +262,7 @@ impl Builder {
                 commit.appends += 1;
             } else {
                 let refused = Err(StoreError::CommandIdReused {
-                    command_id: request.command_id,
+                    command_id: request.command_id.clone(),
                     original_position: original.result.first_position,
                 });
                 commit.answer(reply, refused);
@@ -366,7 +369,7 @@ async fn until_synced(in_flight: &mut Option<InFlight>) -> Synced {
 /// `commit`. Returns the offset in the buffer of each.
 fn encode(
     commit: &mut Commit,
-    request: &AppendRequest,
+    request: &Submitted,
     stream_versions: &[StreamVersion],
 ) -> Vec<usize> {
     let mut offsets = Vec::with_capacity(request.events.len());
@@ -385,7 +388,7 @@ fn encode(
                 position,
                 stream_id: &proposed.stream_id,
                 stream_version,
-                event_id: EventId::derive(&request.command_id, i as u32),
+                event_id: request.event_ids[i],
                 event_type: &proposed.event_type,
                 schema_version: proposed.schema_version,
                 recorded_at: commit.recorded_at,

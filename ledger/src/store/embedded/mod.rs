@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use recovery::TornTail;
 use segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 pub use writer::{IoFaults, IoOperation};
-use writer::{Shared, Writer, WriterLimits, WriterMessage};
+use writer::{Shared, Submitted, Writer, WriterLimits, WriterMessage};
 
 use super::error::{InvalidInput, StoreError};
 use super::types::{AppendRequest, Head, Position, RecordedEvent, StreamId, StreamVersion};
@@ -271,7 +271,7 @@ impl EventStore for EmbeddedStore {
         let (reply, result) = oneshot::channel();
         self.sender
             .send(WriterMessage::Append {
-                request: Box::new(request),
+                request: Box::new(Submitted::new(request)),
                 reply,
             })
             .await

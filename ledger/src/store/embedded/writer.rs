@@ -33,18 +33,51 @@ use super::index::{CommandKey, FastMap, Index};
 use super::syncer::Syncer;
 use crate::store::codec;
 use crate::store::error::StoreError;
-use crate::store::types::{AppendRequest, AppendResult, Hash32, Position, StreamId, StreamVersion};
+use crate::store::types::{
+    AppendRequest, AppendResult, EventId, Hash32, Position, StreamId, StreamVersion,
+};
 use crate::time::{Clock, Timestamp};
 
 pub type AppendReply = oneshot::Sender<Result<AppendResult, StoreError>>;
 
 pub enum WriterMessage {
     Append {
-        request: Box<AppendRequest>,
+        request: Box<Submitted>,
         reply: AppendReply,
     },
     /// Finish everything queued before this message, then stop.
     Close { done: oneshot::Sender<()> },
+}
+
+/// An append as `submit` hands it to the writer, with what can be derived from it alone
+/// already derived, on the appender's task: the single builder thread is the pipeline's
+/// narrow part, and blake3 is most of its work.
+pub struct Submitted {
+    pub request: AppendRequest,
+    pub command_key: CommandKey,
+    /// `EventId::derive(command_id, i)` of each event.
+    pub event_ids: Vec<EventId>,
+}
+
+impl Submitted {
+    pub fn new(request: AppendRequest) -> Submitted {
+        let event_ids = (0..request.events.len() as u32)
+            .map(|i| EventId::derive(&request.command_id, i))
+            .collect();
+        Submitted {
+            command_key: CommandKey::of(&request.command_id),
+            event_ids,
+            request,
+        }
+    }
+}
+
+impl std::ops::Deref for Submitted {
+    type Target = AppendRequest;
+
+    fn deref(&self) -> &AppendRequest {
+        &self.request
+    }
 }
 
 /// What readers and the writer share.
@@ -148,7 +181,8 @@ pub trait IoFaults: Send + Sync + 'static {
 
 /// An append accepted into a commit.
 pub struct Accepted {
-    pub request: AppendRequest,
+    /// Kept boxed as it came: moving it out would copy it and free the box here.
+    pub request: Box<Submitted>,
     pub replies: Vec<AppendReply>,
     pub result: AppendResult,
     pub command_key: CommandKey,
@@ -206,13 +240,16 @@ pub struct CommitMark {
 }
 
 impl Commit {
-    /// `buffer` and `maps` are empty, kept from an earlier commit for their capacity.
+    /// `buffer` and `maps` are empty, kept from an earlier commit for their capacity;
+    /// `appends_expected` sizes the per-append lists (the last commit's count is a good
+    /// guess, and growing them append by append copies them over and over).
     pub fn new(
         first_position: Position,
         previous_hash: Hash32,
         recorded_at: Timestamp,
         buffer: Vec<u8>,
         maps: DecidingMaps,
+        appends_expected: usize,
     ) -> Commit {
         Commit {
             first_position,
@@ -221,8 +258,8 @@ impl Commit {
             previous_hash,
             recorded_at,
             buffer,
-            frames: Vec::new(),
-            accepted: Vec::new(),
+            frames: Vec::with_capacity(appends_expected),
+            accepted: Vec::with_capacity(appends_expected),
             answers: Vec::new(),
             appends: 0,
             stream_versions: maps.stream_versions,
