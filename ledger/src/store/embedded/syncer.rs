@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 use super::head::HeadFile;
 use super::index::SegmentEntry;
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
-use super::writer::{Commit, IoFaults, IoOperation, Shared};
+use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
 
@@ -80,13 +80,15 @@ impl Syncer {
                     // Answer first: the appenders' next appends then have a chance to join
                     // the next commit instead of waiting for the one after it. The commit is
                     // durable and indexed even if `HEAD` could not be written.
-                    answer(commit);
+                    let requests = answer(commit);
                     if let Err(error) = published {
                         let why = self.shared.record_failure(&error);
                         let _ = synced.send(Err(why));
                         break;
                     }
                     let _ = synced.send(Ok(buffer));
+                    // Freed once the builder has its go: not on the way to it.
+                    drop(requests);
                     self.prepare_spare_when_half_full();
                 }
                 Err(error) => {
@@ -203,9 +205,13 @@ impl Syncer {
     }
 }
 
-/// Sends every answer of a durable commit.
-fn answer(commit: Commit) {
+/// Sends every answer of a durable commit. Returns the requests, to be freed later.
+// The boxes are what is handed back to be freed: unboxing would copy each request.
+#[allow(clippy::vec_box)]
+fn answer(commit: Commit) -> Vec<Box<Submitted>> {
+    let mut requests = Vec::with_capacity(commit.accepted.len());
     for accepted in commit.accepted {
+        requests.push(accepted.request);
         let mut replies = accepted.replies;
         // Retries of the same command share the result; the last one takes it.
         let last = replies.pop().expect("an accepted append has its reply");
@@ -217,4 +223,5 @@ fn answer(commit: Commit) {
     for (reply, outcome) in commit.answers {
         let _ = reply.send(outcome);
     }
+    requests
 }
