@@ -113,6 +113,11 @@ impl LogWriter {
         if !existing.is_empty() {
             return Err(ImportError::NotEmpty(data_directory.to_path_buf()));
         }
+        // Nothing is durable until `finish`: a reader must not take a `HEAD` left by an
+        // earlier log here, nor read the commits written before the last sync.
+        HeadFile::open(data_directory)
+            .and_then(|head| head.publish(0))
+            .map_err(io(&head::path(data_directory)))?;
         Ok(LogWriter {
             segments_directory,
             segment_size_bytes,
