@@ -7,22 +7,21 @@
 //! decided again once that commit is durable, when the durable index answers it: it is
 //! never written twice.
 
-use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::index::{CommandEntry, CommandKey};
+use super::index::CommandEntry;
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
 use super::syncer::{Handoff, Synced};
-use super::writer::{Accepted, AppendReply, Commit, Shared, WriterLimits, WriterMessage};
+use super::writer::{
+    Accepted, AppendReply, Commit, DecidingMaps, Shared, Submitted, WriterLimits, WriterMessage,
+};
 use crate::store::codec;
 use crate::store::error::StoreError;
-use crate::store::types::{
-    AppendRequest, AppendResult, EventId, Hash32, Position, StreamId, StreamVersion,
-};
+use crate::store::types::{AppendRequest, AppendResult, Hash32, Position, StreamId, StreamVersion};
 use crate::time::{Clock, Timestamp};
 
 /// Where the log will end once the commit in flight is durable: the next commit starts
@@ -39,8 +38,7 @@ struct Tip {
 /// The commit handed to the syncer and not yet durable: what deciding must see of it.
 struct InFlight {
     synced: oneshot::Receiver<Synced>,
-    stream_versions: HashMap<StreamId, StreamVersion>,
-    commands: HashMap<CommandKey, usize>,
+    maps: DecidingMaps,
 }
 
 pub struct Builder {
@@ -53,14 +51,18 @@ pub struct Builder {
     building: Option<Commit>,
     in_flight: Option<InFlight>,
     /// An append that did not fit in the rest of the segment: it starts the next commit.
-    carried: Option<(AppendRequest, AppendReply)>,
+    carried: Option<(Box<Submitted>, AppendReply)>,
     /// Retries of a command id in the commit in flight, decided again once it is durable.
-    deferred: Vec<(AppendRequest, AppendReply)>,
+    deferred: Vec<(Box<Submitted>, AppendReply)>,
     /// No more messages are taken (closed, or every sender is gone).
     closing: bool,
     close: Option<oneshot::Sender<()>>,
     /// The buffer of the last durable commit, kept for its capacity.
     reusable_buffer: Vec<u8>,
+    /// The maps of the last durable commit, cleared, kept for their capacity.
+    reusable_maps: DecidingMaps,
+    /// Appends in the last commit handed to the syncer.
+    last_commit_appends: usize,
 }
 
 impl Builder {
@@ -97,6 +99,8 @@ impl Builder {
             closing: false,
             close: None,
             reusable_buffer: Vec::new(),
+            reusable_maps: DecidingMaps::default(),
+            last_commit_appends: 0,
         }
     }
 
@@ -154,7 +158,7 @@ impl Builder {
 
     fn take(&mut self, message: Option<WriterMessage>) {
         match message {
-            Some(WriterMessage::Append { request, reply }) => self.decide(*request, reply),
+            Some(WriterMessage::Append { request, reply }) => self.decide(request, reply),
             Some(WriterMessage::Close { done }) => {
                 self.close = Some(done);
                 self.closing = true;
@@ -167,6 +171,7 @@ impl Builder {
     fn hand(&mut self) {
         let mut commit = self.building.take().expect("a commit is being built");
         commit.seal();
+        self.last_commit_appends = commit.appends.min(self.limits.commit_appends_max);
         let bytes = commit.buffer.len() as u64;
         if bytes > 0 {
             // The same rule the syncer rolls by, so the next commit is cut where it must be.
@@ -182,8 +187,10 @@ impl Builder {
         let (synced, outcome) = oneshot::channel();
         self.in_flight = Some(InFlight {
             synced: outcome,
-            stream_versions: std::mem::take(&mut commit.stream_versions),
-            commands: std::mem::take(&mut commit.commands),
+            maps: DecidingMaps {
+                stream_versions: std::mem::take(&mut commit.stream_versions),
+                commands: std::mem::take(&mut commit.commands),
+            },
         });
         self.syncer
             .send(Handoff { commit, synced })
@@ -195,7 +202,9 @@ impl Builder {
 
     /// The commit in flight is durable and indexed.
     fn durable(&mut self, buffer: Vec<u8>) {
-        self.in_flight = None;
+        if let Some(in_flight) = self.in_flight.take() {
+            self.reusable_maps = in_flight.maps.cleared();
+        }
         self.reusable_buffer = buffer;
         for (request, reply) in std::mem::take(&mut self.deferred) {
             self.decide(request, reply);
@@ -233,17 +242,19 @@ impl Builder {
             self.tip.hash,
             self.clock.now().max(self.tip.recorded_at),
             buffer,
+            std::mem::take(&mut self.reusable_maps),
+            self.last_commit_appends,
         )
     }
 
     /// Decides one append into the commit being built: answered, accepted (encoded),
     /// deferred, or carried to the next commit when it does not fit in this segment.
-    fn decide(&mut self, request: AppendRequest, reply: AppendReply) {
+    fn decide(&mut self, request: Box<Submitted>, reply: AppendReply) {
         if self.building.is_none() {
             self.building = Some(self.new_commit());
         }
         let commit = self.building.as_mut().expect("a commit is being built");
-        let command_key = CommandKey::of(&request.command_id);
+        let command_key = request.command_key;
         if let Some(&i) = commit.commands.get(&command_key) {
             let original = &mut commit.accepted[i];
             if same_content(&original.request, &request) {
@@ -251,7 +262,7 @@ impl Builder {
                 commit.appends += 1;
             } else {
                 let refused = Err(StoreError::CommandIdReused {
-                    command_id: request.command_id,
+                    command_id: request.command_id.clone(),
                     original_position: original.result.first_position,
                 });
                 commit.answer(reply, refused);
@@ -259,7 +270,7 @@ impl Builder {
             return;
         }
         let in_flight = self.in_flight.as_ref();
-        if in_flight.is_some_and(|f| f.commands.contains_key(&command_key)) {
+        if in_flight.is_some_and(|f| f.maps.commands.contains_key(&command_key)) {
             self.deferred.push((request, reply));
             return;
         }
@@ -274,7 +285,7 @@ impl Builder {
             commit
                 .stream_versions
                 .get(stream_id)
-                .or_else(|| in_flight.and_then(|f| f.stream_versions.get(stream_id)))
+                .or_else(|| in_flight.and_then(|f| f.maps.stream_versions.get(stream_id)))
                 .copied()
                 .unwrap_or_else(|| index.stream_version(stream_id))
         };
@@ -310,7 +321,8 @@ impl Builder {
         drop(index);
         let before = commit.mark();
         let buffer_before = before.buffer_bytes;
-        let events = encode(commit, &request, &event_versions);
+        let first_position = commit.next_position;
+        let offsets = encode(commit, &request, &event_versions);
         let append_bytes = (commit.buffer.len() - buffer_before) as u64;
         let segment_capacity = self.limits.segment_size_bytes - SEGMENT_HEADER_BYTES;
         let fits_here = self.tip.offset + commit.buffer.len() as u64 <= self.tip.segment_bytes;
@@ -323,18 +335,17 @@ impl Builder {
             });
             commit.answer(reply, refused);
         } else if fits_here || buffer_before == 0 {
-            let first_position = events[0].0;
             commit.accept(Accepted {
                 result: AppendResult {
                     first_position,
-                    last_position: first_position + events.len() as u64 - 1,
+                    last_position: first_position + offsets.len() as u64 - 1,
                     stream_versions: versions,
                     recorded_at: commit.recorded_at,
                 },
                 request,
                 replies: vec![reply],
                 command_key,
-                events,
+                offsets,
             });
         } else {
             // A commit never spans segments: this append starts the next one.
@@ -355,13 +366,13 @@ async fn until_synced(in_flight: &mut Option<InFlight>) -> Synced {
 }
 
 /// Encodes and hash-chains `request`'s events, at `stream_versions`, at the end of
-/// `commit`. Returns (position, offset in the buffer, stream) of each.
+/// `commit`. Returns the offset in the buffer of each.
 fn encode(
     commit: &mut Commit,
-    request: &AppendRequest,
+    request: &Submitted,
     stream_versions: &[StreamVersion],
-) -> Vec<(Position, usize, StreamId)> {
-    let mut events = Vec::with_capacity(request.events.len());
+) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(request.events.len());
     let first_position = commit.next_position;
     let mut previous_hash = commit.previous_hash;
     for (i, proposed) in request.events.iter().enumerate() {
@@ -377,7 +388,7 @@ fn encode(
                 position,
                 stream_id: &proposed.stream_id,
                 stream_version,
-                event_id: EventId::derive(&request.command_id, i as u32),
+                event_id: request.event_ids[i],
                 event_type: &proposed.event_type,
                 schema_version: proposed.schema_version,
                 recorded_at: commit.recorded_at,
@@ -396,11 +407,11 @@ fn encode(
         commit
             .frames
             .push((frame_at, body.len(), crc32c::crc32c(body)));
-        events.push((position, frame_at, proposed.stream_id.clone()));
+        offsets.push(frame_at);
     }
     commit.next_position = first_position + request.events.len() as u64;
     commit.previous_hash = previous_hash;
-    events
+    offsets
 }
 
 /// The result of a command id that is already durable, if the retry is the same command.

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::head::{self, HeadFile};
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use super::{SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN};
 use crate::store::codec::{self, CommitRange};
@@ -112,6 +113,11 @@ impl LogWriter {
         if !existing.is_empty() {
             return Err(ImportError::NotEmpty(data_directory.to_path_buf()));
         }
+        // Nothing is durable until `finish`: a reader must not take a `HEAD` left by an
+        // earlier log here, nor read the commits written before the last sync.
+        HeadFile::open(data_directory)
+            .and_then(|head| head.publish(0))
+            .map_err(io(&head::path(data_directory)))?;
         Ok(LogWriter {
             segments_directory,
             segment_size_bytes,
@@ -151,7 +157,15 @@ impl LogWriter {
         if let Some((path, file, _)) = &self.active {
             file.sync_data().map_err(io(path))?;
         }
-        segment::sync_directory(&self.segments_directory).map_err(io(&self.segments_directory))
+        segment::sync_directory(&self.segments_directory).map_err(io(&self.segments_directory))?;
+        // Durable now: readers may read up to here (see `head`).
+        let data_directory = self
+            .segments_directory
+            .parent()
+            .expect("segments/ is inside the data directory");
+        HeadFile::open(data_directory)
+            .and_then(|head| head.publish(self.last_position))
+            .map_err(io(&head::path(data_directory)))
     }
 
     fn write_pending(&mut self) -> Result<(), ImportError> {

@@ -41,6 +41,10 @@ impl SegmentEntry {
     }
 }
 
+/// The index's maps: keyed hashing (a random seed per map, so stream ids a client picks
+/// cannot be chosen to collide), much cheaper per lookup than the standard SipHash.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A command id's 128-bit digest: the idempotency map's key (a fraction of the id's size).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CommandKey(u128);
@@ -66,8 +70,8 @@ pub struct Index {
     pub head: Head,
     pub last_recorded_at: Timestamp,
     pub segments: Vec<SegmentEntry>,
-    pub streams: HashMap<StreamId, Vec<Position>>,
-    pub commands: HashMap<CommandKey, CommandEntry>,
+    pub streams: FastMap<StreamId, Vec<Position>>,
+    pub commands: FastMap<CommandKey, CommandEntry>,
 }
 
 impl Index {
@@ -76,8 +80,8 @@ impl Index {
             head: Head::EMPTY,
             last_recorded_at: Timestamp::EPOCH,
             segments: Vec::new(),
-            streams: HashMap::new(),
-            commands: HashMap::new(),
+            streams: FastMap::default(),
+            commands: FastMap::default(),
         }
     }
 

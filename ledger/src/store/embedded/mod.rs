@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <data>/LOCK                       held (flock) by the one process that writes
+//! <data>/HEAD                       the durable head, for read-only readers (`head`)
 //! <data>/segments/<first>.seg       segment files, named by their first position
 //! <data>/segments/spare.tmp         the next segment, being zero-filled ahead of need
 //! ```
@@ -11,6 +12,7 @@
 //! crash cases.
 
 mod builder;
+pub mod head;
 pub mod import;
 mod index;
 mod read;
@@ -30,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use recovery::TornTail;
 use segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 pub use writer::{IoFaults, IoOperation};
-use writer::{Shared, Writer, WriterLimits, WriterMessage};
+use writer::{Shared, Submitted, Writer, WriterLimits, WriterMessage};
 
 use super::error::{InvalidInput, StoreError};
 use super::types::{AppendRequest, Head, Position, RecordedEvent, StreamId, StreamVersion};
@@ -176,6 +178,15 @@ impl EmbeddedStore {
             .metadata()
             .map_err(|e| StoreError::io(&last_segment.path, e))?
             .len();
+        // What recovery kept may be a commit the last run wrote but never synced (the
+        // process died, the machine did not): sync it before publishing it as durable.
+        last_segment
+            .file
+            .sync_data()
+            .map_err(|e| StoreError::io(&last_segment.path, e))?;
+        let head_file = head::HeadFile::open(&directory)
+            .and_then(|file| file.publish(index.head.position).map(|()| file))
+            .map_err(|e| StoreError::io(head::path(&directory), e))?;
         let report = OpenReport {
             head: index.head,
             segments: index.segments.len(),
@@ -201,6 +212,7 @@ impl EmbeddedStore {
             clock: options.clock.clone(),
             receiver,
             head_sender,
+            head_file,
             write_offset,
             active_segment_bytes,
             faults: options.faults.clone(),
@@ -259,7 +271,7 @@ impl EventStore for EmbeddedStore {
         let (reply, result) = oneshot::channel();
         self.sender
             .send(WriterMessage::Append {
-                request: Box::new(request),
+                request: Box::new(Submitted::new(request)),
                 reply,
             })
             .await

@@ -32,6 +32,7 @@ pub fn read_all(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let max_count = max_count.min(limits::READ_EVENTS_MAX);
     let mut extents = Vec::new();
+    let mut count = 0usize;
     {
         let index = index.read().expect("index lock");
         let mut position = from_position.max(1);
@@ -60,10 +61,11 @@ pub fn read_all(
                 end,
             });
             bytes += end - start;
+            count += (end_position - position + 1) as usize;
             position = end_position + 1;
         }
     }
-    let mut events = Vec::new();
+    let mut events = Vec::with_capacity(count);
     for extent in extents {
         read_extent(&extent, &mut events)?;
     }
@@ -110,12 +112,32 @@ pub fn read_stream(
     Ok(events)
 }
 
+thread_local! {
+    /// The read buffer of this (blocking-pool) thread, kept between reads: a fresh one of
+    /// `READ_BYTES_MAX` page-faults on every read.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Reads the records of `extent`, checking each frame's checksum and position.
 fn read_extent(extent: &Extent, events: &mut Vec<RecordedEvent>) -> Result<(), StoreError> {
-    let mut buffer = vec![0u8; (extent.end - extent.start) as usize];
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        let length = (extent.end - extent.start) as usize;
+        // Only growth zero-fills; what is there is overwritten by the read.
+        if buffer.len() < length {
+            buffer.resize(length, 0);
+        }
+        decode_extent(extent, &mut buffer[..length], events)
+    })
+}
+
+fn decode_extent(
+    extent: &Extent,
+    buffer: &mut [u8],
+    events: &mut Vec<RecordedEvent>,
+) -> Result<(), StoreError> {
     extent
         .file
-        .read_exact_at(&mut buffer, extent.start)
+        .read_exact_at(buffer, extent.start)
         .map_err(|error| StoreError::io(&extent.path, error))?;
     let mut at = 0usize;
     let mut position = extent.first_position;

@@ -9,8 +9,10 @@
 //! log is the end of the last *complete* commit: a commit the writer is still writing looks
 //! exactly like a torn tail (some of its frames present, then zeroes or a partial frame),
 //! and is left out, as recovery would cut it. A complete commit seen in the page cache may
-//! not have been `fdatasync`'d yet; if the machine crashed before its sync returned, the
-//! writer never acknowledged it and recovery would keep it whole or cut it whole.
+//! not have been `fdatasync`'d yet, so the reader also stops at the durable head the writer
+//! publishes in `HEAD` (see `head`), read before the segments: a commit ending after it is
+//! left out as the tail. Without a valid `HEAD` (a log from before it existed, a copy
+//! without it) the end is the last complete commit.
 //!
 //! **Damage.** Unlike recovery, the reader does not stop at damage: it reports it as a
 //! `Damage` item and resynchronises on the next frame whose checksum holds, so a verifier
@@ -19,6 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::head;
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use super::RECORD_BODY_BYTES_MAX;
 use crate::store::codec::{self, CommitRange, Frame, FRAME_MAGIC};
@@ -31,6 +34,9 @@ pub struct LogSnapshot {
     pub data_directory: PathBuf,
     /// (first position named by the file, path), in log order.
     pub segments: Vec<(Position, PathBuf)>,
+    /// The durable head the writer had published when the view was taken; the scan stops
+    /// there. `None` when `HEAD` is missing or unreadable.
+    pub durable_head: Option<Position>,
 }
 
 impl LogSnapshot {
@@ -48,10 +54,14 @@ impl LogSnapshot {
                 ),
             ));
         }
+        // Before the segments: every position up to it is durable, so in the files listed
+        // after, whatever the writer does meanwhile.
+        let durable_head = head::read(&data_directory);
         let segments = segment::list_segments(&segments_directory)?;
         Ok(LogSnapshot {
             data_directory,
             segments,
+            durable_head,
         })
     }
 
@@ -87,7 +97,8 @@ impl LogSnapshot {
             }) {
                 return Ok(summary);
             }
-            if !scan_segment(path, &bytes, is_last, &mut visit, &mut summary) {
+            let limit = self.durable_head.unwrap_or(Position::MAX);
+            if !scan_segment(path, &bytes, is_last, limit, &mut visit, &mut summary) {
                 return Ok(summary);
             }
         }
@@ -137,7 +148,8 @@ pub enum ScanItem<'a> {
         kind: CorruptionKind,
         resumed_at: Option<u64>,
     },
-    /// The end of the log: a torn tail or a commit still being written, left out.
+    /// The end of the log: a torn tail, a commit still being written, or commits after the
+    /// durable head, left out.
     Tail {
         path: &'a Path,
         offset: u64,
@@ -173,9 +185,11 @@ fn scan_segment<'a>(
     path: &'a Path,
     bytes: &'a [u8],
     is_last: bool,
+    limit: Position,
     visit: &mut impl FnMut(ScanItem<'_>) -> bool,
     _summary: &mut ScanSummary,
 ) -> bool {
+    let out = Out { path, bytes, limit };
     // One frames buffer for the whole segment, handed out as a slice and reused: a `Vec`
     // per commit made the allocator's consolidation a tenth of `verify`'s profile.
     let mut spare: Vec<FrameRef<'a>> = Vec::new();
@@ -212,7 +226,7 @@ fn scan_segment<'a>(
                             // handed out as incomplete, for the verifier to report.
                             let complete = previous.is_complete();
                             last_complete = last_complete.max(previous.commit.last_position);
-                            if !hand_out(visit, path, previous, complete, &mut spare) {
+                            if !out.hand(visit, previous, complete, &mut spare) {
                                 return false;
                             }
                         }
@@ -224,7 +238,7 @@ fn scan_segment<'a>(
                 if gathering.as_ref().is_some_and(Gathering::is_complete) {
                     let done = gathering.take().expect("just checked");
                     last_complete = last_complete.max(done.commit.last_position);
-                    if !hand_out(visit, path, done, true, &mut spare) {
+                    if !out.hand(visit, done, true, &mut spare) {
                         return false;
                     }
                 }
@@ -255,7 +269,7 @@ fn scan_segment<'a>(
                     None => {
                         if let Some(previous) = gathering.take() {
                             let complete = previous.is_complete();
-                            if !hand_out(visit, path, previous, complete, &mut spare) {
+                            if !out.hand(visit, previous, complete, &mut spare) {
                                 return false;
                             }
                         }
@@ -270,7 +284,7 @@ fn scan_segment<'a>(
                         if let Some(previous) = gathering.take() {
                             let complete = previous.is_complete();
                             last_complete = last_complete.max(previous.commit.last_position);
-                            if !hand_out(visit, path, previous, complete, &mut spare) {
+                            if !out.hand(visit, previous, complete, &mut spare) {
                                 return false;
                             }
                         }
@@ -290,24 +304,47 @@ fn scan_segment<'a>(
     }
 }
 
-/// Hands a gathered commit to `visit`, keeping its buffer for the next one.
-fn hand_out<'a>(
-    visit: &mut impl FnMut(ScanItem<'_>) -> bool,
-    path: &Path,
-    gathering: Gathering<'a>,
-    complete: bool,
-    spare: &mut Vec<FrameRef<'a>>,
-) -> bool {
-    let keep_going = visit(ScanItem::Commit {
-        path,
-        commit: gathering.commit,
-        frames: &gathering.frames,
-        complete,
-    });
-    let mut frames = gathering.frames;
-    frames.clear();
-    *spare = frames;
-    keep_going
+/// Where gathered commits go from one segment.
+struct Out<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    /// The durable head: a commit ending after it ends the scan.
+    limit: Position,
+}
+
+impl<'a> Out<'a> {
+    /// Hands a gathered commit to `visit`, keeping its buffer for the next one; or, if it
+    /// ends after the durable head, hands out the rest of the segment as the tail and
+    /// stops (`false`).
+    fn hand(
+        &self,
+        visit: &mut impl FnMut(ScanItem<'_>) -> bool,
+        gathering: Gathering<'a>,
+        complete: bool,
+        spare: &mut Vec<FrameRef<'a>>,
+    ) -> bool {
+        if gathering.commit.last_position > self.limit {
+            let offset = gathering.frames[0].offset;
+            let rest = &self.bytes[offset as usize..];
+            let bytes_ignored = rest.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1) as u64;
+            visit(ScanItem::Tail {
+                path: self.path,
+                offset,
+                bytes_ignored,
+            });
+            return false;
+        }
+        let keep_going = visit(ScanItem::Commit {
+            path: self.path,
+            commit: gathering.commit,
+            frames: &gathering.frames,
+            complete,
+        });
+        let mut frames = gathering.frames;
+        frames.clear();
+        *spare = frames;
+        keep_going
+    }
 }
 
 /// The end of a segment's data at `at`: hand out the last commit if whole; an incomplete

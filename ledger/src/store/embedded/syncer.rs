@@ -11,9 +11,10 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 
+use super::head::HeadFile;
 use super::index::SegmentEntry;
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
-use super::writer::{Commit, IoFaults, IoOperation, Shared};
+use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
 
@@ -31,6 +32,7 @@ pub struct Syncer {
     shared: Arc<Shared>,
     segment_size_bytes: u64,
     head_sender: watch::Sender<Position>,
+    head_file: HeadFile,
     /// Where the next commit goes in the active (last) segment.
     write_offset: u64,
     /// The active segment's size (segments keep the size they were created with).
@@ -44,6 +46,7 @@ impl Syncer {
         shared: Arc<Shared>,
         segment_size_bytes: u64,
         head_sender: watch::Sender<Position>,
+        head_file: HeadFile,
         write_offset: u64,
         active_segment_bytes: u64,
         faults: Option<Arc<dyn IoFaults>>,
@@ -52,6 +55,7 @@ impl Syncer {
             shared,
             segment_size_bytes,
             head_sender,
+            head_file,
             write_offset,
             active_segment_bytes,
             spare: None,
@@ -71,12 +75,20 @@ impl Syncer {
             }
             match self.write(&commit) {
                 Ok(()) => {
-                    self.publish(&commit);
+                    let published = self.publish(&commit);
                     let buffer = std::mem::take(&mut commit.buffer);
                     // Answer first: the appenders' next appends then have a chance to join
-                    // the next commit instead of waiting for the one after it.
-                    answer(commit);
+                    // the next commit instead of waiting for the one after it. The commit is
+                    // durable and indexed even if `HEAD` could not be written.
+                    let requests = answer(commit);
+                    if let Err(error) = published {
+                        let why = self.shared.record_failure(&error);
+                        let _ = synced.send(Err(why));
+                        break;
+                    }
                     let _ = synced.send(Ok(buffer));
+                    // Freed once the builder has its go: not on the way to it.
+                    drop(requests);
                     self.prepare_spare_when_half_full();
                 }
                 Err(error) => {
@@ -143,16 +155,20 @@ impl Syncer {
         Ok(())
     }
 
-    /// The commit is durable: index it and advance the head.
-    fn publish(&mut self, commit: &Commit) {
+    /// The commit is durable: index it, advance the head and publish it in `HEAD`.
+    fn publish(&mut self, commit: &Commit) -> Result<(), StoreError> {
         let head = {
             let mut index = self.shared.index.write().expect("index lock");
             for accepted in &commit.accepted {
-                for (position, offset, stream_id) in &accepted.events {
+                let positions = accepted.result.first_position..;
+                for ((position, offset), event) in positions
+                    .zip(&accepted.offsets)
+                    .zip(&accepted.request.events)
+                {
                     index.add_event(
-                        *position,
+                        position,
                         self.write_offset + *offset as u64,
-                        stream_id,
+                        &event.stream_id,
                         accepted.command_key,
                     );
                 }
@@ -169,6 +185,10 @@ impl Syncer {
         };
         assert_eq!(head + 1, commit.next_position);
         self.head_sender.send_replace(head);
+        // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
+        self.head_file
+            .publish(head)
+            .map_err(|e| StoreError::io(self.head_file.path(), e))
     }
 
     fn prepare_spare_when_half_full(&mut self) {
@@ -185,14 +205,23 @@ impl Syncer {
     }
 }
 
-/// Sends every answer of a durable commit.
-fn answer(commit: Commit) {
+/// Sends every answer of a durable commit. Returns the requests, to be freed later.
+// The boxes are what is handed back to be freed: unboxing would copy each request.
+#[allow(clippy::vec_box)]
+fn answer(commit: Commit) -> Vec<Box<Submitted>> {
+    let mut requests = Vec::with_capacity(commit.accepted.len());
     for accepted in commit.accepted {
-        for reply in accepted.replies {
+        requests.push(accepted.request);
+        let mut replies = accepted.replies;
+        // Retries of the same command share the result; the last one takes it.
+        let last = replies.pop().expect("an accepted append has its reply");
+        for reply in replies {
             let _ = reply.send(Ok(accepted.result.clone()));
         }
+        let _ = last.send(Ok(accepted.result));
     }
     for (reply, outcome) in commit.answers {
         let _ = reply.send(outcome);
     }
+    requests
 }

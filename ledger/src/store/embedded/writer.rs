@@ -21,7 +21,6 @@
 //! which re-reads and re-checks the log from disk. That commit and every append after it
 //! get `Unavailable`.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,22 +28,56 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::builder::Builder;
-use super::index::{CommandKey, Index};
+use super::head::HeadFile;
+use super::index::{CommandKey, FastMap, Index};
 use super::syncer::Syncer;
 use crate::store::codec;
 use crate::store::error::StoreError;
-use crate::store::types::{AppendRequest, AppendResult, Hash32, Position, StreamId, StreamVersion};
+use crate::store::types::{
+    AppendRequest, AppendResult, EventId, Hash32, Position, StreamId, StreamVersion,
+};
 use crate::time::{Clock, Timestamp};
 
 pub type AppendReply = oneshot::Sender<Result<AppendResult, StoreError>>;
 
 pub enum WriterMessage {
     Append {
-        request: Box<AppendRequest>,
+        request: Box<Submitted>,
         reply: AppendReply,
     },
     /// Finish everything queued before this message, then stop.
     Close { done: oneshot::Sender<()> },
+}
+
+/// An append as `submit` hands it to the writer, with what can be derived from it alone
+/// already derived, on the appender's task: the single builder thread is the pipeline's
+/// narrow part, and blake3 is most of its work.
+pub struct Submitted {
+    pub request: AppendRequest,
+    pub command_key: CommandKey,
+    /// `EventId::derive(command_id, i)` of each event.
+    pub event_ids: Vec<EventId>,
+}
+
+impl Submitted {
+    pub fn new(request: AppendRequest) -> Submitted {
+        let event_ids = (0..request.events.len() as u32)
+            .map(|i| EventId::derive(&request.command_id, i))
+            .collect();
+        Submitted {
+            command_key: CommandKey::of(&request.command_id),
+            event_ids,
+            request,
+        }
+    }
+}
+
+impl std::ops::Deref for Submitted {
+    type Target = AppendRequest;
+
+    fn deref(&self) -> &AppendRequest {
+        &self.request
+    }
 }
 
 /// What readers and the writer share.
@@ -85,6 +118,7 @@ pub struct Writer {
     pub clock: Arc<dyn Clock>,
     pub receiver: mpsc::Receiver<WriterMessage>,
     pub head_sender: watch::Sender<Position>,
+    pub head_file: HeadFile,
     /// Where the next commit goes in the active (last) segment.
     pub write_offset: u64,
     /// The active segment's size (segments keep the size they were created with).
@@ -102,6 +136,7 @@ impl Writer {
             self.shared.clone(),
             self.limits.segment_size_bytes,
             self.head_sender,
+            self.head_file,
             self.write_offset,
             self.active_segment_bytes,
             self.faults,
@@ -146,12 +181,14 @@ pub trait IoFaults: Send + Sync + 'static {
 
 /// An append accepted into a commit.
 pub struct Accepted {
-    pub request: AppendRequest,
+    /// Kept boxed as it came: moving it out would copy it and free the box here.
+    pub request: Box<Submitted>,
     pub replies: Vec<AppendReply>,
     pub result: AppendResult,
     pub command_key: CommandKey,
-    /// (position, offset in the commit buffer, stream) of each event.
-    pub events: Vec<(Position, usize, StreamId)>,
+    /// The offset in the commit buffer of each event (at `result.first_position` on, in
+    /// the order of `request.events`).
+    pub offsets: Vec<usize>,
 }
 
 /// One group commit: built by the builder, then written, synced and published by the
@@ -174,8 +211,24 @@ pub struct Commit {
     pub answers: Vec<(AppendReply, Result<AppendResult, StoreError>)>,
     /// Appends decided into this commit, answered or accepted.
     pub appends: usize,
-    pub stream_versions: HashMap<StreamId, StreamVersion>,
-    pub commands: HashMap<CommandKey, usize>,
+    pub stream_versions: FastMap<StreamId, StreamVersion>,
+    pub commands: FastMap<CommandKey, usize>,
+}
+
+/// What deciding looks up in a commit: each stream's last version and each command's
+/// append. Kept from commit to commit (cleared) so they do not grow anew each time.
+#[derive(Default)]
+pub struct DecidingMaps {
+    pub stream_versions: FastMap<StreamId, StreamVersion>,
+    pub commands: FastMap<CommandKey, usize>,
+}
+
+impl DecidingMaps {
+    pub fn cleared(mut self) -> DecidingMaps {
+        self.stream_versions.clear();
+        self.commands.clear();
+        self
+    }
 }
 
 /// The state of a commit before one append was encoded into it.
@@ -187,11 +240,16 @@ pub struct CommitMark {
 }
 
 impl Commit {
+    /// `buffer` and `maps` are empty, kept from an earlier commit for their capacity;
+    /// `appends_expected` sizes the per-append lists (the last commit's count is a good
+    /// guess, and growing them append by append copies them over and over).
     pub fn new(
         first_position: Position,
         previous_hash: Hash32,
         recorded_at: Timestamp,
         buffer: Vec<u8>,
+        maps: DecidingMaps,
+        appends_expected: usize,
     ) -> Commit {
         Commit {
             first_position,
@@ -200,12 +258,12 @@ impl Commit {
             previous_hash,
             recorded_at,
             buffer,
-            frames: Vec::new(),
-            accepted: Vec::new(),
+            frames: Vec::with_capacity(appends_expected),
+            accepted: Vec::with_capacity(appends_expected),
             answers: Vec::new(),
             appends: 0,
-            stream_versions: HashMap::new(),
-            commands: HashMap::new(),
+            stream_versions: maps.stream_versions,
+            commands: maps.commands,
         }
     }
 

@@ -1,0 +1,114 @@
+//! CPU time per durable append, by thread: what the store costs, apart from the disk and
+//! from how busy the machine is (wall-clock throughput on a shared machine mostly measures
+//! the neighbours; CPU time per event does not).
+//!
+//! `cargo run --release -p benches --example store_cpu -- [appenders] [appends each]`
+//! (defaults 256 and 2,000; `STEMMA_BENCH_DIR` sets where data goes: a tmpfs takes the
+//! disk out entirely). Prints ns of CPU per event for the builder (`stemma-writer`), the
+//! syncer and the whole process, and events per commit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use benches::{data_root, payload_bytes, CountingClock};
+use ledger::store::{CommandId, EmbeddedOptions, EmbeddedStore, EventStore};
+
+/// ns on CPU of each of this process's threads named `name`, summed.
+fn thread_cpu_ns(name: &str) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if name.is_empty() || comm.trim() == name {
+            let schedstat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+            total += schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// ns on CPU of every live thread of this process.
+fn process_cpu_ns() -> u64 {
+    thread_cpu_ns("")
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let appenders: usize = args.next().map_or(256, |a| a.parse().unwrap());
+    let appends_each: u64 = args.next().map_or(2_000, |a| a.parse().unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = data_root();
+    std::fs::create_dir_all(&root).unwrap();
+    let directory = tempfile::Builder::new()
+        .prefix("store-cpu")
+        .tempdir_in(root)
+        .unwrap();
+    let payload = vec![0x5a; payload_bytes()];
+    let clock = Arc::new(CountingClock::default());
+    let options = EmbeddedOptions {
+        clock: clock.clone(),
+        ..EmbeddedOptions::default()
+    };
+    runtime.block_on(async {
+        let store = Arc::new(
+            EmbeddedStore::open(directory.path(), options)
+                .await
+                .unwrap()
+                .0,
+        );
+        let next_command = Arc::new(AtomicU64::new(1_000_000));
+        let (builder_before, syncer_before, all_before, commits_before) = (
+            thread_cpu_ns("stemma-writer"),
+            thread_cpu_ns("stemma-syncer"),
+            process_cpu_ns(),
+            clock.calls(),
+        );
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..appenders)
+            .map(|task| {
+                let (store, next_command, payload) =
+                    (store.clone(), next_command.clone(), payload.clone());
+                tokio::spawn(async move {
+                    let stream_id = format!("bench-{}", 100 + task);
+                    let template = stemma_tests::append(
+                        "b0",
+                        &[],
+                        vec![stemma_tests::event(&stream_id, &payload)],
+                    );
+                    for _ in 0..appends_each {
+                        let n = next_command.fetch_add(1, Ordering::Relaxed);
+                        let mut request = template.clone();
+                        request.command_id = CommandId::new(format!("b{n}")).unwrap();
+                        store.append(request).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        let events = appenders as u64 * appends_each;
+        let per_event = |ns: u64| ns as f64 / events as f64;
+        let commits = clock.calls() - commits_before;
+        println!(
+            "CPU appenders={appenders} events={events} wall={:.2}s ({:.0} events/s) \
+             events/commit={:.1} ns/event: builder={:.0} syncer={:.0} process={:.0}",
+            elapsed.as_secs_f64(),
+            events as f64 / elapsed.as_secs_f64(),
+            events as f64 / commits.max(1) as f64,
+            per_event(thread_cpu_ns("stemma-writer") - builder_before),
+            per_event(thread_cpu_ns("stemma-syncer") - syncer_before),
+            per_event(process_cpu_ns() - all_before),
+        );
+        store.close().await;
+    });
+}
