@@ -15,7 +15,7 @@ use ledger::money::{ArtistShare, Currency, Money, Weight};
 use ledger::store::{
     Actor, AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, ServiceName,
 };
-use ledger::time::Timestamp;
+use ledger::time::{Clock, SystemClock, Timestamp};
 use proto::v1 as pb;
 use services::auth::Role;
 use tonic::Code;
@@ -239,6 +239,7 @@ async fn log_with_a_payout_of(data: &Path, paid: &str) -> PayoutId {
     let ann = MemberId::new("ann").unwrap();
     let record = RecordId::new("r").unwrap();
     let payout_id = PayoutId::for_line(&distribution, &ann);
+    let now = SystemClock.now();
     let history: Vec<DomainEvent> = vec![
         MemberRegistered {
             member_id: ann.clone(),
@@ -296,8 +297,9 @@ async fn log_with_a_payout_of(data: &Path, paid: &str) -> PayoutId {
             expense_total: usd("0"),
             earlier_pools: usd("0"),
             pool: usd("50"),
-            published_at: Timestamp(0),
-            window_closes_at: Timestamp(1),
+            // As the domain would: published when recorded, so only the payout is wrong.
+            published_at: now,
+            window_closes_at: Timestamp(now.0 + 1),
             line_count: 1,
             lines: vec![Line {
                 member: ann.clone(),
