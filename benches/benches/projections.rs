@@ -497,6 +497,35 @@ fn current_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// User + system CPU seconds of this process or thread (`/proc/self/stat`,
+/// `/proc/thread-self/stat`), in clock ticks of 10 ms. On a shared machine wall time
+/// swings with the other load; the CPU time a phase took swings much less, so the bench
+/// prints both.
+fn cpu_seconds(stat: &str) -> f64 {
+    let Ok(text) = std::fs::read_to_string(stat) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `f`, returning its wall time and the CPU time the calling thread spent in it.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, f64) {
+    let cpu = cpu_seconds("/proc/thread-self/stat");
+    let started = Instant::now();
+    let value = f();
+    let wall = started.elapsed();
+    (value, wall, cpu_seconds("/proc/thread-self/stat") - cpu)
+}
+
 async fn breakdown(store: &Arc<EmbeddedStore>, head: u64) {
     let started = Instant::now();
     let mut next = 1;
@@ -507,35 +536,57 @@ async fn breakdown(store: &Arc<EmbeddedStore>, head: u64) {
         recorded.extend(events);
     }
     let read = started.elapsed();
-    let started = Instant::now();
-    let decoded: Vec<AppliedEvent> = recorded
-        .iter()
-        .map(|event| AppliedEvent::decode(event).unwrap())
-        .collect();
-    let decode = started.elapsed();
+    let (decoded, decode, decode_cpu) = timed(|| {
+        recorded
+            .iter()
+            .map(|event| AppliedEvent::decode(event).unwrap())
+            .collect::<Vec<AppliedEvent>>()
+    });
     drop(recorded);
     let rate = |elapsed: Duration| head as f64 / elapsed.as_secs_f64();
+    let per_event = |cpu: f64| cpu * 1e9 / head as f64;
     println!(
-        "read_all only: {:.0} events/s; decode only: {:.0} events/s",
+        "read_all only: {:.0} events/s; decode only: {:.0} events/s ({:.0} ns CPU/event)",
         rate(read),
-        rate(decode)
+        rate(decode),
+        per_event(decode_cpu)
     );
-    fn apply_alone<P: Projection>(events: &[AppliedEvent]) -> Duration {
-        let started = Instant::now();
-        let mut model = P::default();
-        for event in events {
-            model.apply(event);
-        }
-        black_box(&model);
-        started.elapsed()
+    fn apply_alone<P: Projection>(events: &[AppliedEvent]) -> (Duration, f64) {
+        let ((), wall, cpu) = timed(|| {
+            let mut model = P::default();
+            for event in events {
+                model.apply(event);
+            }
+            black_box(&model);
+        });
+        (wall, cpu)
     }
-    println!(
-            "apply alone (events/s): family_tree {:.0}, allocations {:.0}, credits {:.0}, statements {:.0}",
-            rate(apply_alone::<FamilyTree>(&decoded)),
-            rate(apply_alone::<projections::allocation::Allocations>(&decoded)),
-            rate(apply_alone::<projections::credits::Credits>(&decoded)),
-            rate(apply_alone::<projections::statement::Statements>(&decoded)),
-        );
+    let models = [
+        ("family_tree", apply_alone::<FamilyTree>(&decoded)),
+        (
+            "allocations",
+            apply_alone::<projections::allocation::Allocations>(&decoded),
+        ),
+        (
+            "credits",
+            apply_alone::<projections::credits::Credits>(&decoded),
+        ),
+        (
+            "statements",
+            apply_alone::<projections::statement::Statements>(&decoded),
+        ),
+    ];
+    let line: Vec<String> = models
+        .iter()
+        .map(|(name, (wall, cpu))| {
+            format!(
+                "{name} {:.0}/s ({:.0} ns CPU)",
+                rate(*wall),
+                per_event(*cpu)
+            )
+        })
+        .collect();
+    println!("apply alone, per event: {}", line.join(", "));
     drop(decoded);
 }
 
@@ -549,11 +600,18 @@ fn rebuild_throughput() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let directory = tempfile::tempdir().unwrap();
-        let (store, _) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
+        // `STEMMA_BENCH_LOG_DIR` keeps the generated log between runs (generating 10M
+        // events takes longer than rebuilding from them); a log already there is reused.
+        let temporary = tempfile::tempdir().unwrap();
+        let directory = std::env::var_os("STEMMA_BENCH_LOG_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| temporary.path().to_path_buf());
+        let (store, _) = EmbeddedStore::open(&directory, EmbeddedOptions::default())
             .await
             .unwrap();
         let store = Arc::new(store);
+        let reused = store.head().await.unwrap().position;
+        let events_total = if reused > 0 { 0 } else { events_total };
         let started = Instant::now();
         let mut generator = LogGenerator::new();
         let mut pending = Vec::new();
@@ -599,13 +657,14 @@ fn rebuild_throughput() {
 
         // Reading alone, then decoding, then each model's apply alone, for where time goes
         // (skipped on large logs: it holds every decoded event in memory).
-        if head <= 2_000_000 {
+        if head <= 2_000_000 && std::env::var_os("STEMMA_BENCH_NO_BREAKDOWN").is_none() {
             breakdown(&store, head).await;
         }
 
         // Reset the peak so it measures the rebuild, not the generator.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let before = current_rss_bytes().unwrap_or(0);
+        let cpu = cpu_seconds("/proc/self/stat");
         let started = Instant::now();
         let models = ReadModels::start(store.clone(), None).await;
         // Queries wait at most `QUERY_WAIT_MAX` each: ask again until caught up.
@@ -615,11 +674,13 @@ fn rebuild_throughput() {
         while models.credits.query(head, wait, |_| ()).await.is_err() {}
         while models.statements.query(head, wait, |_| ()).await.is_err() {}
         let elapsed = started.elapsed();
+        let cpu = cpu_seconds("/proc/self/stat") - cpu;
         let peak = peak_rss_bytes().unwrap_or(0);
         println!(
-            "rebuild of all 4 projections: {head} events in {elapsed:.2?} = {:.0} events/s; \
-             peak RSS {:.0} MiB (RSS before {:.0} MiB)",
+            "rebuild of all 4 projections: {head} events in {elapsed:.2?} = {:.0} events/s, \
+             {:.0} ns CPU/event (all threads); peak RSS {:.0} MiB (RSS before {:.0} MiB)",
             head as f64 / elapsed.as_secs_f64(),
+            cpu * 1e9 / head as f64,
             peak as f64 / 1_048_576.0,
             before as f64 / 1_048_576.0,
         );
