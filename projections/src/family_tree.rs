@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::interner::Interner;
 use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection, WalkLimits};
-use crate::walk::{walk, Direction};
+use crate::walk::walk;
+pub use crate::walk::Direction;
 
 /// How a record is linked to a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,6 +112,32 @@ impl FamilyTree {
 
     pub fn record_id(&self, node: NodeId) -> RecordId {
         RecordId::new(self.records.resolve(node)).expect("only valid record ids are interned")
+    }
+
+    /// A node's record id, borrowed: for answers that copy ids straight into a response
+    /// (one allocation per id there, where `record_id` then a copy would take two).
+    pub fn record_str(&self, node: NodeId) -> &str {
+        self.records.resolve(node)
+    }
+
+    /// Ancestors or descendants of `record` as nodes with their depths (name them with
+    /// `record_str`): the walk behind `ancestors`/`descendants` without an owned id per
+    /// record.
+    pub fn lineage_nodes(
+        &self,
+        record: &str,
+        limits: WalkLimits,
+        direction: Direction,
+    ) -> Option<Walk> {
+        let node = self.node(record)?;
+        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
+        Some(walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            direction,
+        ))
     }
 
     pub fn dag(&self) -> &Dag {

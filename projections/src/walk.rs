@@ -62,6 +62,9 @@ pub fn walk(
     if start as usize >= dag.node_count() {
         return walk;
     }
+    // Most walks of a real tree stop well short of a large limit; growing from a few
+    // hundred costs a copy or two, where reserving the limit would cost its pages.
+    walk.nodes.reserve(nodes_max.min(256));
     let next_of = |node: NodeId| match direction {
         Direction::Ancestors => dag.parents(node),
         Direction::Descendants => dag.children(node),
