@@ -159,22 +159,56 @@ fn percentiles(mut samples: Vec<Duration>) -> String {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
     format!(
-        "p50 {:?}, p99 {:?}, max {:?}",
+        "p50 {:.1?}, p99 {:.1?}, max {:.1?}",
         at(0.5),
         at(0.99),
         samples[samples.len() - 1]
     )
 }
 
-fn time_each(records: &[RecordId], mut f: impl FnMut(&RecordId)) -> Vec<Duration> {
-    records
-        .iter()
-        .map(|record| {
-            let start = Instant::now();
-            f(record);
-            start.elapsed()
-        })
-        .collect()
+/// This thread's CPU time: unlike wall time, it does not count the time the thread was
+/// descheduled, which on a machine shared with other work dominates a wall-clock p99.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Wall and CPU time of `f` on each record.
+struct Latencies {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl std::fmt::Display for Latencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wall {}; CPU {}",
+            percentiles(self.wall.clone()),
+            percentiles(self.cpu.clone())
+        )
+    }
+}
+
+fn time_each(records: &[RecordId], mut f: impl FnMut(&RecordId)) -> Latencies {
+    let mut latencies = Latencies {
+        wall: Vec::with_capacity(records.len()),
+        cpu: Vec::with_capacity(records.len()),
+    };
+    for record in records {
+        let cpu = thread_cpu_time();
+        let start = Instant::now();
+        f(record);
+        latencies.wall.push(start.elapsed());
+        latencies.cpu.push(thread_cpu_time() - cpu);
+    }
+    latencies
 }
 
 fn walks(c: &mut Criterion) {
@@ -239,12 +273,12 @@ fn walks(c: &mut Criterion) {
             });
             println!(
                 "{direction:?} depth ≤ 10, ≤ {name} records: {} visited on average, {:.0}% \
-                 truncated by a limit; nodes {}; ids {}; owned {}",
+                 truncated by a limit\n  nodes: {}\n  ids:   {}\n  owned: {}",
                 visited / samples,
                 100.0 * truncated as f64 / samples as f64,
-                percentiles(nodes),
-                percentiles(ids),
-                percentiles(owned),
+                nodes,
+                ids,
+                owned,
             );
         }
     }
