@@ -1,8 +1,9 @@
 //! The read side at scale.
 //!
 //! 1. Family tree walks on a generated tree of 1,000,000 records and ~3,000,000 links:
-//!    ancestors and descendants at depth ≤ 10 (criterion), plus p50/p99/max latencies over
-//!    20,000 random records printed before criterion runs (criterion reports means).
+//!    ancestors and descendants at depth ≤ 10 and up to 10,000 records (criterion), plus
+//!    p50/p99/max latencies over random records for node limits from 100 to 100,000,
+//!    printed before criterion runs (criterion reports means), with the records visited.
 //! 2. Rebuild throughput of all four projections from a generated embedded log
 //!    (`STEMMA_BENCH_EVENTS`, 1,000,000 by default) with the process's peak memory during
 //!    the rebuild (VmHWM, reset through /proc/self/clear_refs before it starts).
@@ -21,12 +22,13 @@ use ledger::store::{
     Actor, AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, ServiceName,
 };
 use ledger::time::Timestamp;
-use projections::family_tree::FamilyTree;
+use projections::family_tree::{Direction, FamilyTree};
 use projections::{AppliedEvent, Projection, ReadModels, WalkLimits};
 
 const RECORDS: usize = 1_000_000;
 const WALK_DEPTH_MAX: u32 = 10;
-const WALK_NODES_MAX: usize = 1_000;
+/// The node limit of the walk benchmarks: a caller showing a family would ask for no more.
+const WALK_NODES_MAX: usize = 10_000;
 
 /// SplitMix64: small, deterministic.
 struct Random(u64);
@@ -157,11 +159,56 @@ fn percentiles(mut samples: Vec<Duration>) -> String {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
     format!(
-        "p50 {:?}, p99 {:?}, max {:?}",
+        "p50 {:.1?}, p99 {:.1?}, max {:.1?}",
         at(0.5),
         at(0.99),
         samples[samples.len() - 1]
     )
+}
+
+/// This thread's CPU time: unlike wall time, it does not count the time the thread was
+/// descheduled, which on a machine shared with other work dominates a wall-clock p99.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Wall and CPU time of `f` on each record.
+struct Latencies {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl std::fmt::Display for Latencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wall {}; CPU {}",
+            percentiles(self.wall.clone()),
+            percentiles(self.cpu.clone())
+        )
+    }
+}
+
+fn time_each(records: &[RecordId], mut f: impl FnMut(&RecordId)) -> Latencies {
+    let mut latencies = Latencies {
+        wall: Vec::with_capacity(records.len()),
+        cpu: Vec::with_capacity(records.len()),
+    };
+    for record in records {
+        let cpu = thread_cpu_time();
+        let start = Instant::now();
+        f(record);
+        latencies.wall.push(start.elapsed());
+        latencies.cpu.push(thread_cpu_time() - cpu);
+    }
+    latencies
 }
 
 fn walks(c: &mut Criterion) {
@@ -177,42 +224,69 @@ fn walks(c: &mut Criterion) {
     );
     let limits = WalkLimits::new(WALK_DEPTH_MAX, WALK_NODES_MAX);
     let mut random = Random(11);
+    // Each sample: a uniformly random record, depth ≤ 10, the node limit shown. Three ways
+    // to answer, each timed from the record's id to the finished answer:
+    // - `nodes`: the walk alone (`lineage_nodes`: node ids and depths);
+    // - `ids`: the walk, then every record's id borrowed as `&str` (what a server needs
+    //   to copy into its response);
+    // - `owned`: `ancestors`/`descendants` as the query API returns them, a `RecordId`
+    //   (an owned, checked `String`) per record.
     for (name, nodes_max, samples) in [
         ("100", 100, 20_000),
-        ("1,000", WALK_NODES_MAX, 20_000),
+        ("1,000", 1_000, 20_000),
+        ("10,000", WALK_NODES_MAX, 5_000),
         ("100,000", WalkLimits::NODES_MAX, 200),
     ] {
         let limits = WalkLimits::new(WALK_DEPTH_MAX, nodes_max);
-        let mut ancestors = Vec::new();
-        let mut descendants = Vec::new();
-        let mut returned = (0usize, 0usize);
-        for _ in 0..samples {
-            let record = record_id(random.below(RECORDS));
-            let start = Instant::now();
-            let walk = tree.ancestors(&record, limits).unwrap();
-            ancestors.push(start.elapsed());
-            returned.0 += walk.records.len();
-            let start = Instant::now();
-            let walk = tree.descendants(&record, limits).unwrap();
-            descendants.push(start.elapsed());
-            returned.1 += walk.records.len();
+        for direction in [Direction::Ancestors, Direction::Descendants] {
+            // Each way gets its own pass over the same records: a record walked a moment
+            // ago would be answered from warm caches, which a random query never is.
+            let records: Vec<RecordId> = (0..samples)
+                .map(|_| record_id(random.below(RECORDS)))
+                .collect();
+            let mut visited = 0usize;
+            let mut truncated = 0usize;
+            let nodes = time_each(&records, |record| {
+                let walk = tree
+                    .lineage_nodes(record.as_str(), limits, direction)
+                    .unwrap();
+                visited += walk.nodes.len();
+                truncated += usize::from(walk.truncated);
+                black_box(walk);
+            });
+            let ids = time_each(&records, |record| {
+                let walk = tree
+                    .lineage_nodes(record.as_str(), limits, direction)
+                    .unwrap();
+                let bytes: usize = walk
+                    .nodes
+                    .iter()
+                    .map(|(node, depth)| tree.record_str(*node).len() + *depth as usize)
+                    .sum();
+                black_box(bytes);
+            });
+            let owned = time_each(&records, |record| {
+                black_box(match direction {
+                    Direction::Ancestors => tree.ancestors(record, limits),
+                    Direction::Descendants => tree.descendants(record, limits),
+                });
+            });
+            println!(
+                "{direction:?} depth ≤ 10, ≤ {name} records: {} visited on average, {:.0}% \
+                 truncated by a limit\n  nodes: {}\n  ids:   {}\n  owned: {}",
+                visited / samples,
+                100.0 * truncated as f64 / samples as f64,
+                nodes,
+                ids,
+                owned,
+            );
         }
-        println!(
-            "ancestors   depth ≤ 10, ≤ {name} records (avg {} returned): {}",
-            returned.0 / samples,
-            percentiles(ancestors)
-        );
-        println!(
-            "descendants depth ≤ 10, ≤ {name} records (avg {} returned): {}",
-            returned.1 / samples,
-            percentiles(descendants)
-        );
     }
     let mut group = c.benchmark_group("family_tree_1m_records");
-    group.bench_function("ancestors_depth_10_nodes_1000", |b| {
+    group.bench_function("ancestors_depth_10_nodes_10000", |b| {
         b.iter(|| black_box(tree.ancestors(&record_id(random.below(RECORDS)), limits)))
     });
-    group.bench_function("descendants_depth_10_nodes_1000", |b| {
+    group.bench_function("descendants_depth_10_nodes_10000", |b| {
         b.iter(|| black_box(tree.descendants(&record_id(random.below(RECORDS)), limits)))
     });
     group.bench_function("sources_and_remixes", |b| {
@@ -497,6 +571,35 @@ fn current_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// User + system CPU seconds of this process or thread (`/proc/self/stat`,
+/// `/proc/thread-self/stat`), in clock ticks of 10 ms. On a shared machine wall time
+/// swings with the other load; the CPU time a phase took swings much less, so the bench
+/// prints both.
+fn cpu_seconds(stat: &str) -> f64 {
+    let Ok(text) = std::fs::read_to_string(stat) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `f`, returning its wall time and the CPU time the calling thread spent in it.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, f64) {
+    let cpu = cpu_seconds("/proc/thread-self/stat");
+    let started = Instant::now();
+    let value = f();
+    let wall = started.elapsed();
+    (value, wall, cpu_seconds("/proc/thread-self/stat") - cpu)
+}
+
 async fn breakdown(store: &Arc<EmbeddedStore>, head: u64) {
     let started = Instant::now();
     let mut next = 1;
@@ -507,35 +610,57 @@ async fn breakdown(store: &Arc<EmbeddedStore>, head: u64) {
         recorded.extend(events);
     }
     let read = started.elapsed();
-    let started = Instant::now();
-    let decoded: Vec<AppliedEvent> = recorded
-        .iter()
-        .map(|event| AppliedEvent::decode(event).unwrap())
-        .collect();
-    let decode = started.elapsed();
+    let (decoded, decode, decode_cpu) = timed(|| {
+        recorded
+            .iter()
+            .map(|event| AppliedEvent::decode(event).unwrap())
+            .collect::<Vec<AppliedEvent>>()
+    });
     drop(recorded);
     let rate = |elapsed: Duration| head as f64 / elapsed.as_secs_f64();
+    let per_event = |cpu: f64| cpu * 1e9 / head as f64;
     println!(
-        "read_all only: {:.0} events/s; decode only: {:.0} events/s",
+        "read_all only: {:.0} events/s; decode only: {:.0} events/s ({:.0} ns CPU/event)",
         rate(read),
-        rate(decode)
+        rate(decode),
+        per_event(decode_cpu)
     );
-    fn apply_alone<P: Projection>(events: &[AppliedEvent]) -> Duration {
-        let started = Instant::now();
-        let mut model = P::default();
-        for event in events {
-            model.apply(event);
-        }
-        black_box(&model);
-        started.elapsed()
+    fn apply_alone<P: Projection>(events: &[AppliedEvent]) -> (Duration, f64) {
+        let ((), wall, cpu) = timed(|| {
+            let mut model = P::default();
+            for event in events {
+                model.apply(event);
+            }
+            black_box(&model);
+        });
+        (wall, cpu)
     }
-    println!(
-            "apply alone (events/s): family_tree {:.0}, allocations {:.0}, credits {:.0}, statements {:.0}",
-            rate(apply_alone::<FamilyTree>(&decoded)),
-            rate(apply_alone::<projections::allocation::Allocations>(&decoded)),
-            rate(apply_alone::<projections::credits::Credits>(&decoded)),
-            rate(apply_alone::<projections::statement::Statements>(&decoded)),
-        );
+    let models = [
+        ("family_tree", apply_alone::<FamilyTree>(&decoded)),
+        (
+            "allocations",
+            apply_alone::<projections::allocation::Allocations>(&decoded),
+        ),
+        (
+            "credits",
+            apply_alone::<projections::credits::Credits>(&decoded),
+        ),
+        (
+            "statements",
+            apply_alone::<projections::statement::Statements>(&decoded),
+        ),
+    ];
+    let line: Vec<String> = models
+        .iter()
+        .map(|(name, (wall, cpu))| {
+            format!(
+                "{name} {:.0}/s ({:.0} ns CPU)",
+                rate(*wall),
+                per_event(*cpu)
+            )
+        })
+        .collect();
+    println!("apply alone, per event: {}", line.join(", "));
     drop(decoded);
 }
 
@@ -549,11 +674,18 @@ fn rebuild_throughput() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let directory = tempfile::tempdir().unwrap();
-        let (store, _) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
+        // `STEMMA_BENCH_LOG_DIR` keeps the generated log between runs (generating 10M
+        // events takes longer than rebuilding from them); a log already there is reused.
+        let temporary = tempfile::tempdir().unwrap();
+        let directory = std::env::var_os("STEMMA_BENCH_LOG_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| temporary.path().to_path_buf());
+        let (store, _) = EmbeddedStore::open(&directory, EmbeddedOptions::default())
             .await
             .unwrap();
         let store = Arc::new(store);
+        let reused = store.head().await.unwrap().position;
+        let events_total = if reused > 0 { 0 } else { events_total };
         let started = Instant::now();
         let mut generator = LogGenerator::new();
         let mut pending = Vec::new();
@@ -599,13 +731,14 @@ fn rebuild_throughput() {
 
         // Reading alone, then decoding, then each model's apply alone, for where time goes
         // (skipped on large logs: it holds every decoded event in memory).
-        if head <= 2_000_000 {
+        if head <= 2_000_000 && std::env::var_os("STEMMA_BENCH_NO_BREAKDOWN").is_none() {
             breakdown(&store, head).await;
         }
 
         // Reset the peak so it measures the rebuild, not the generator.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let before = current_rss_bytes().unwrap_or(0);
+        let cpu = cpu_seconds("/proc/self/stat");
         let started = Instant::now();
         let models = ReadModels::start(store.clone(), None).await;
         // Queries wait at most `QUERY_WAIT_MAX` each: ask again until caught up.
@@ -615,11 +748,13 @@ fn rebuild_throughput() {
         while models.credits.query(head, wait, |_| ()).await.is_err() {}
         while models.statements.query(head, wait, |_| ()).await.is_err() {}
         let elapsed = started.elapsed();
+        let cpu = cpu_seconds("/proc/self/stat") - cpu;
         let peak = peak_rss_bytes().unwrap_or(0);
         println!(
-            "rebuild of all 4 projections: {head} events in {elapsed:.2?} = {:.0} events/s; \
-             peak RSS {:.0} MiB (RSS before {:.0} MiB)",
+            "rebuild of all 4 projections: {head} events in {elapsed:.2?} = {:.0} events/s, \
+             {:.0} ns CPU/event (all threads); peak RSS {:.0} MiB (RSS before {:.0} MiB)",
             head as f64 / elapsed.as_secs_f64(),
+            cpu * 1e9 / head as f64,
             peak as f64 / 1_048_576.0,
             before as f64 / 1_048_576.0,
         );

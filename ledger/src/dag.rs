@@ -66,12 +66,104 @@ pub struct Walk {
     pub truncated: bool,
 }
 
+/// Every node's list of neighbours, in one arena: a list is a span of `entries`, so a node
+/// costs 12 bytes and no allocation of its own (a `Vec` per node cost 24 bytes, a heap
+/// block each and a cache miss more per node walked). A list that fills up grows in place
+/// when it is the arena's last (a new node's sources, added together, end up contiguous),
+/// otherwise moves to the end with twice the room; once the abandoned space exceeds the
+/// live entries, the arena is rewritten in node order, so it stays within about twice the
+/// edges, and a long walk reads neighbouring nodes' lists from neighbouring memory.
+#[derive(Clone, Debug, Default)]
+struct Adjacency {
+    entries: Vec<NodeId>,
+    lists: Vec<Span>,
+    /// Entries in lists (Σ len); the rest of `entries` is room or abandoned.
+    live: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+    cap: u32,
+}
+
+/// Abandoned space below this is never worth a rewrite.
+const ADJACENCY_WASTE_MIN: usize = 4_096;
+
+impl Adjacency {
+    fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    fn add_list(&mut self) {
+        let start = u32::try_from(self.entries.len()).expect("fewer than 2^32 edges");
+        self.lists.push(Span {
+            start,
+            len: 0,
+            cap: 0,
+        });
+    }
+
+    fn get(&self, node: NodeId) -> &[NodeId] {
+        let span = self.lists[node as usize];
+        &self.entries[span.start as usize..(span.start + span.len) as usize]
+    }
+
+    fn push(&mut self, node: NodeId, entry: NodeId) {
+        let mut span = self.lists[node as usize];
+        if span.len == span.cap {
+            let end = (span.start + span.cap) as usize;
+            if end == self.entries.len() {
+                span.cap += 1;
+                self.entries.push(entry);
+            } else {
+                let start = self.entries.len();
+                let cap = (span.len * 2).max(2);
+                assert!(
+                    start + cap as usize <= u32::MAX as usize,
+                    "fewer than 2^32 edges"
+                );
+                let old = span.start as usize..(span.start + span.len) as usize;
+                self.entries.extend_from_within(old);
+                self.entries.resize(start + cap as usize, 0);
+                span.start = start as u32;
+                span.cap = cap;
+            }
+        }
+        self.entries[(span.start + span.len) as usize] = entry;
+        span.len += 1;
+        self.lists[node as usize] = span;
+        self.live += 1;
+        if self.entries.len() - self.live > self.live.max(ADJACENCY_WASTE_MIN) {
+            self.compact();
+        }
+    }
+
+    /// Rewrites every list in node order, without room or abandoned space.
+    fn compact(&mut self) {
+        let mut entries = Vec::with_capacity(self.live + self.live / 4);
+        for span in &mut self.lists {
+            let start = entries.len() as u32;
+            entries.extend_from_slice(
+                &self.entries[span.start as usize..(span.start + span.len) as usize],
+            );
+            *span = Span {
+                start,
+                len: span.len,
+                cap: span.len,
+            };
+        }
+        self.entries = entries;
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Dag {
     /// `children[n]`: the nodes built on `n`.
-    children: Vec<Vec<NodeId>>,
+    children: Adjacency,
     /// `parents[n]`: the nodes `n` was built on.
-    parents: Vec<Vec<NodeId>>,
+    parents: Adjacency,
     /// `order[n]`: n's index in a topological order (every edge goes from lower to higher).
     order: Vec<u32>,
     /// The inverse of `order`.
@@ -95,25 +187,26 @@ impl Dag {
     /// Adds a node at the end of the order: edges into it from existing nodes are free.
     pub fn add_node(&mut self) -> NodeId {
         let node = NodeId::try_from(self.children.len()).expect("fewer than 2^32 nodes");
-        self.children.push(Vec::new());
-        self.parents.push(Vec::new());
+        self.children.add_list();
+        self.parents.add_list();
         self.order.push(node);
         self.node_at.push(node);
         node
     }
 
     pub fn parents(&self, node: NodeId) -> &[NodeId] {
-        &self.parents[node as usize]
+        self.parents.get(node)
     }
 
     pub fn children(&self, node: NodeId) -> &[NodeId] {
-        &self.children[node as usize]
+        self.children.get(node)
     }
 
     pub fn has_edge(&self, from: NodeId, to: NodeId) -> bool {
-        self.children
-            .get(from as usize)
-            .is_some_and(|children| children.contains(&to))
+        // A node's parents are usually fewer than its source's children.
+        (to as usize) < self.node_count()
+            && (from as usize) < self.node_count()
+            && self.parents.get(to).contains(&from)
     }
 
     fn check_nodes(&self, from: NodeId, to: NodeId) -> Result<(), EdgeError> {
@@ -155,7 +248,7 @@ impl Dag {
         while !forward.is_empty() && !backward.is_empty() {
             if forward.len() <= backward.len() {
                 let node = forward.pop().expect("not empty");
-                for &child in &self.children[node as usize] {
+                for &child in self.children.get(node) {
                     if backward_seen.contains(&child) {
                         return true;
                     }
@@ -165,7 +258,7 @@ impl Dag {
                 }
             } else {
                 let node = backward.pop().expect("not empty");
-                for &parent in &self.parents[node as usize] {
+                for &parent in self.parents.get(node) {
                     if forward_seen.contains(&parent) {
                         return true;
                     }
@@ -193,8 +286,8 @@ impl Dag {
             let backward = self.backward_region(from, lower);
             self.reorder(backward, forward);
         }
-        self.children[from as usize].push(to);
-        self.parents[to as usize].push(from);
+        self.children.push(from, to);
+        self.parents.push(to, from);
         self.edge_count += 1;
         Ok(())
     }
@@ -206,7 +299,7 @@ impl Dag {
         let mut stack = vec![start];
         let mut visited = node_set(start);
         while let Some(node) = stack.pop() {
-            for &child in &self.children[node as usize] {
+            for &child in self.children.get(node) {
                 let order = self.order[child as usize];
                 if order == upper {
                     return None;
@@ -226,7 +319,7 @@ impl Dag {
         let mut stack = vec![start];
         let mut visited = node_set(start);
         while let Some(node) = stack.pop() {
-            for &parent in &self.parents[node as usize] {
+            for &parent in self.parents.get(node) {
                 if self.order[parent as usize] > lower && visited.insert(parent) {
                     seen.push(parent);
                     stack.push(parent);
@@ -264,7 +357,7 @@ impl Dag {
         self.walk(start, depth_max, nodes_max, &self.children)
     }
 
-    fn walk(&self, start: NodeId, depth_max: u32, nodes_max: usize, edges: &[Vec<NodeId>]) -> Walk {
+    fn walk(&self, start: NodeId, depth_max: u32, nodes_max: usize, edges: &Adjacency) -> Walk {
         let mut walk = Walk::default();
         if start as usize >= self.node_count() {
             return walk;
@@ -272,7 +365,7 @@ impl Dag {
         let mut visited = node_set(start);
         let mut queue = VecDeque::from([(start, 0u32)]);
         while let Some((node, depth)) = queue.pop_front() {
-            for &next in &edges[node as usize] {
+            for &next in edges.get(node) {
                 if visited.contains(&next) {
                     continue;
                 }
@@ -291,10 +384,11 @@ impl Dag {
     /// Whether every edge goes from a lower to a higher order: the invariant that proves
     /// the graph acyclic. For tests and audits; O(edges).
     pub fn order_is_topological(&self) -> bool {
-        self.children.iter().enumerate().all(|(from, children)| {
-            children
+        (0..self.node_count() as NodeId).all(|from| {
+            self.children
+                .get(from)
                 .iter()
-                .all(|to| self.order[from] < self.order[*to as usize])
+                .all(|to| self.order[from as usize] < self.order[*to as usize])
         }) && self
             .node_at
             .iter()
@@ -365,6 +459,40 @@ mod tests {
         assert_eq!(few.nodes, vec![(1, 1), (2, 2), (3, 3)]);
         assert!(few.truncated);
         assert_eq!(dag.descendants(nodes[4], 10, 10), Walk::default());
+    }
+
+    #[test]
+    fn adjacency_lists_survive_moves_and_rewrites() {
+        let mut adjacency = Adjacency::default();
+        let mut expected: Vec<Vec<NodeId>> = Vec::new();
+        let mut state = 1u64;
+        let mut rewrites = 0;
+        for step in 0..200_000u32 {
+            // A new list now and then, entries to random lists in between: every list
+            // moves as it grows, enough to force rewrites.
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            if step % 20 == 0 {
+                adjacency.add_list();
+                expected.push(Vec::new());
+            }
+            let node = if state >> 62 == 0 {
+                expected.len() - 1
+            } else {
+                (state >> 20) as usize % expected.len()
+            };
+            let before = adjacency.entries.len();
+            adjacency.push(node as NodeId, step);
+            rewrites += usize::from(adjacency.entries.len() < before);
+            expected[node].push(step);
+        }
+        assert!(rewrites > 0, "the test rewrote the arena");
+        assert_eq!(adjacency.len(), expected.len());
+        for (node, list) in expected.iter().enumerate() {
+            assert_eq!(adjacency.get(node as NodeId), list.as_slice());
+        }
+        assert!(adjacency.entries.len() <= 2 * adjacency.live + ADJACENCY_WASTE_MIN + 1);
     }
 
     proptest! {

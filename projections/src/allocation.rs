@@ -427,8 +427,7 @@ impl Allocations {
     }
 
     fn add_record(&mut self, record: &ledger::domain::ids::RecordId, contributor: &MemberId) {
-        if self.records.get(record.as_str()).is_none() {
-            self.records.intern(record.as_str());
+        if self.records.insert(record.as_str()).is_ok() {
             self.contributors
                 .push(self.members.intern(contributor.as_str()));
         }

@@ -112,18 +112,17 @@ impl Credits {
     }
 
     fn open_production(&mut self, production_id: &ProductionId) {
-        if self.productions.get(production_id.as_str()).is_none() {
-            self.productions.intern(production_id.as_str());
+        if self.productions.insert(production_id.as_str()).is_ok() {
             self.included.push(Vec::new());
         }
     }
 
     fn add_record(&mut self, record: &RecordId, contributor: &MemberId, sources: &[RecordId]) {
-        if self.records.get(record.as_str()).is_some() {
+        let Ok(interned) = self.records.insert(record.as_str()) else {
             return;
-        }
+        };
         let node = self.tree.add_node();
-        assert_eq!(self.records.intern(record.as_str()), node);
+        assert_eq!(interned, node);
         let member = self.members.intern(contributor.as_str());
         self.contributors.push(member);
         for source in sources {

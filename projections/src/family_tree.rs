@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::interner::Interner;
 use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection, WalkLimits};
-use crate::walk::{walk, Direction};
+use crate::walk::walk;
+pub use crate::walk::Direction;
 
 /// How a record is linked to a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,6 +112,32 @@ impl FamilyTree {
 
     pub fn record_id(&self, node: NodeId) -> RecordId {
         RecordId::new(self.records.resolve(node)).expect("only valid record ids are interned")
+    }
+
+    /// A node's record id, borrowed: for answers that copy ids straight into a response
+    /// (one allocation per id there, where `record_id` then a copy would take two).
+    pub fn record_str(&self, node: NodeId) -> &str {
+        self.records.resolve(node)
+    }
+
+    /// Ancestors or descendants of `record` as nodes with their depths (name them with
+    /// `record_str`): the walk behind `ancestors`/`descendants` without an owned id per
+    /// record.
+    pub fn lineage_nodes(
+        &self,
+        record: &str,
+        limits: WalkLimits,
+        direction: Direction,
+    ) -> Option<Walk> {
+        let node = self.node(record)?;
+        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
+        Some(walk(
+            &self.tree,
+            node,
+            limits.depth_max,
+            limits.nodes_max,
+            direction,
+        ))
     }
 
     pub fn dag(&self) -> &Dag {
@@ -259,29 +286,46 @@ impl FamilyTree {
     }
 
     fn add_record(&mut self, record: &RecordId, sources: &[RecordId]) {
-        if self.records.get(record.as_str()).is_some() {
+        let Ok(node) = self.records.insert(record.as_str()) else {
             return;
+        };
+        self.add_node_for(node);
+        let mut linked = 0u8;
+        for source in sources {
+            // A record named among its own sources was unknown when it was uploaded.
+            let Some(parent) = self.records.get(source.as_str()).filter(|p| *p != node) else {
+                continue;
+            };
+            linked += u8::from(self.link_new(parent, node));
         }
-        let parents: Vec<NodeId> = sources
-            .iter()
-            .filter_map(|source| self.records.get(source.as_str()))
-            .collect();
-        self.add_node(record.as_str(), &parents);
+        self.remix_sources.push(linked);
+        self.withdrawn.push(false);
+    }
+
+    /// The tree's node for a record just interned as `interned`.
+    fn add_node_for(&mut self, interned: NodeId) {
+        let node = self.tree.add_node();
+        assert_eq!(interned, node, "records and nodes are numbered alike");
+    }
+
+    /// Links `parent → node` for a node just added; false if that link is already there.
+    fn link_new(&mut self, parent: NodeId, node: NodeId) -> bool {
+        if self.tree.has_edge(parent, node) {
+            return false;
+        }
+        // A new node is last in the order: these edges cannot close a cycle.
+        self.tree
+            .add_edge(parent, node)
+            .expect("edges into a new record agree with the order");
+        true
     }
 
     fn add_node(&mut self, record: &str, parents: &[NodeId]) {
         let interned = self.records.intern(record);
-        let node = self.tree.add_node();
-        assert_eq!(interned, node, "records and nodes are numbered alike");
+        self.add_node_for(interned);
         let mut linked = 0u8;
         for parent in parents {
-            // A new node is last in the order: these edges cannot close a cycle.
-            if !self.tree.has_edge(*parent, node) {
-                self.tree
-                    .add_edge(*parent, node)
-                    .expect("edges into a new record agree with the order");
-                linked += 1;
-            }
+            linked += u8::from(self.link_new(*parent, interned));
         }
         self.remix_sources.push(linked);
         self.withdrawn.push(false);

@@ -15,11 +15,17 @@ pub struct Interner {
     arena: String,
     /// `ends[i]`: the arena offset just past string `i`.
     ends: Vec<u32>,
-    /// Open addressing, linear probing: `EMPTY` or a string's index. Length a power of two.
-    slots: Vec<u32>,
+    /// Open addressing, linear probing: `EMPTY` or `tag << 32 | index`, where the tag is
+    /// the upper half of the string's hash and picks its home slot. Keeping it beside the
+    /// index lets a probe pass a different string without reading the arena (two cache
+    /// misses), and lets `grow` re-place every string without hashing it again. Length a
+    /// power of two.
+    slots: Vec<u64>,
 }
 
-const EMPTY: u32 = u32::MAX;
+const EMPTY: u64 = u64::MAX;
+/// The largest index: `u32::MAX` with a hash tag of all ones would read as `EMPTY`.
+const INDEX_MAX: u32 = u32::MAX - 1;
 /// The arena is addressed by u32 offsets.
 const ARENA_BYTES_MAX: usize = u32::MAX as usize;
 
@@ -46,6 +52,24 @@ fn hash(text: &str) -> u64 {
     state ^ (state >> 33)
 }
 
+const TAG_MASK: u64 = 0xffff_ffff_0000_0000;
+
+/// The home slot of a tag in a table of `slots` (a power of two): Fibonacci hashing takes
+/// the top bits of the product, so every bit of the tag counts.
+fn home(tag: u64, slots: usize) -> usize {
+    let bits = slots.trailing_zeros();
+    if bits == 0 {
+        return 0;
+    }
+    ((tag >> 32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+}
+
+/// Where a probe for a string ended: at its index, or at the empty slot it would take.
+enum Probe {
+    Found(u32),
+    Vacant(usize),
+}
+
 impl Interner {
     pub fn new() -> Interner {
         Interner::default()
@@ -70,32 +94,57 @@ impl Interner {
         &self.arena[start..self.ends[index] as usize]
     }
 
-    pub fn get(&self, text: &str) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
+    /// Probes for `text` (whose hash is `hash`); the slots must not be empty.
+    fn probe(&self, text: &str, hash: u64) -> Probe {
         let mask = self.slots.len() - 1;
-        let mut slot = hash(text) as usize & mask;
+        let tag = hash & TAG_MASK;
+        let mut slot = home(tag, self.slots.len());
         loop {
             let found = self.slots[slot];
             if found == EMPTY {
-                return None;
+                return Probe::Vacant(slot);
             }
-            if self.resolve(found) == text {
-                return Some(found);
+            if found & TAG_MASK == tag {
+                let index = found as u32;
+                if self.resolve(index) == text {
+                    return Probe::Found(index);
+                }
             }
             slot = (slot + 1) & mask;
         }
     }
 
+    pub fn get(&self, text: &str) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        match self.probe(text, hash(text)) {
+            Probe::Found(index) => Some(index),
+            Probe::Vacant(_) => None,
+        }
+    }
+
     /// The index of `text`, adding it if it is new.
     pub fn intern(&mut self, text: &str) -> u32 {
-        if let Some(found) = self.get(text) {
-            return found;
+        match self.insert(text) {
+            Ok(index) | Err(index) => index,
         }
+    }
+
+    /// Adds `text`: `Ok(index)` if it is new, `Err(index)` of the string already there.
+    /// One probe either way, where `get` then `intern` would take two.
+    pub fn insert(&mut self, text: &str) -> Result<u32, u32> {
+        if self.slots.is_empty() {
+            self.grow();
+        }
+        let hash = hash(text);
+        let slot = match self.probe(text, hash) {
+            Probe::Found(index) => return Err(index),
+            Probe::Vacant(slot) => slot,
+        };
         let index = u32::try_from(self.ends.len())
             .ok()
-            .filter(|index| *index < EMPTY)
+            .filter(|index| *index <= INDEX_MAX)
             .expect("fewer than 2^32 - 1 interned strings");
         assert!(
             self.arena.len() + text.len() <= ARENA_BYTES_MAX,
@@ -103,29 +152,32 @@ impl Interner {
         );
         self.arena.push_str(text);
         self.ends.push(self.arena.len() as u32);
-        if (self.ends.len()) * 2 > self.slots.len() {
+        self.slots[slot] = (hash & TAG_MASK) | u64::from(index);
+        if self.ends.len() * 2 > self.slots.len() {
             self.grow();
-        } else {
-            self.place(index);
         }
-        index
-    }
-
-    fn place(&mut self, index: u32) {
-        let mask = self.slots.len() - 1;
-        let mut slot = hash(self.resolve(index)) as usize & mask;
-        while self.slots[slot] != EMPTY {
-            slot = (slot + 1) & mask;
-        }
-        self.slots[slot] = index;
+        Ok(index)
     }
 
     /// Doubles the index (or sizes it for the arena after a load) and places every string.
     fn grow(&mut self) {
-        let capacity = (self.ends.len() * 2).next_power_of_two().max(16);
-        self.slots = vec![EMPTY; capacity];
-        for index in 0..self.ends.len() as u32 {
-            self.place(index);
+        let capacity = (self.ends.len() * 2 + 1).next_power_of_two().max(16);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; capacity]);
+        let entries: Vec<u64> = if old.is_empty() {
+            // Loaded from a snapshot: only the arena is stored, so hash every string once.
+            (0..self.ends.len() as u32)
+                .map(|index| (hash(self.resolve(index)) & TAG_MASK) | u64::from(index))
+                .collect()
+        } else {
+            old.into_iter().filter(|entry| *entry != EMPTY).collect()
+        };
+        let mask = capacity - 1;
+        for entry in entries {
+            let mut slot = home(entry, capacity);
+            while self.slots[slot] != EMPTY {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = entry;
         }
     }
 
@@ -198,7 +250,11 @@ mod tests {
             assert_eq!(interner.intern(name), i as u32);
         }
         assert_eq!(interner.intern("rec-7"), 7);
-        assert_eq!(interner.len(), 1_000);
+        assert_eq!(interner.insert("rec-7"), Err(7));
+        assert_eq!(interner.insert("rec-1000"), Ok(1_000));
+        assert_eq!(interner.insert("rec-1000"), Err(1_000));
+        assert_eq!(interner.get("rec-1000"), Some(1_000));
+        assert_eq!(interner.len(), 1_001);
         assert_eq!(interner.get("nope"), None);
         assert_eq!(interner.resolve(999), "rec-999");
         let bytes = bincode::serde::encode_to_vec(&interner, bincode::config::standard()).unwrap();

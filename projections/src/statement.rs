@@ -136,11 +136,10 @@ impl Statements {
     }
 
     fn add_record(&mut self, record: &RecordId, contributor: &MemberId, sources: &[RecordId]) {
-        if self.records.get(record.as_str()).is_some() {
+        let Ok(node) = self.records.insert(record.as_str()) else {
             return;
-        }
+        };
         let member = self.member_index(contributor);
-        let node = self.records.intern(record.as_str());
         self.contributors.push(member);
         self.withdrawn.push(false);
         self.member_entries[member as usize].records.push(node);
@@ -214,11 +213,10 @@ impl Projection for Statements {
                 }
             }
             DomainEvent::PayoutIssued(e) => {
-                if self.payout_ids.get(e.payout_id.as_str()).is_some() {
+                let Ok(index) = self.payout_ids.insert(e.payout_id.as_str()) else {
                     return;
-                }
+                };
                 let member = self.member_index(&e.member);
-                let index = self.payout_ids.intern(e.payout_id.as_str());
                 let line = match &e.payout_for {
                     PayoutFor::Line { distribution_id } => self
                         .lines
