@@ -14,7 +14,7 @@ use ledger::time::Clock;
 use projections::allocation::{
     AllocationStatus, AllocationView, CommentView, EntryKind, MoneyEntry, VersionChange,
 };
-use projections::family_tree::LinkKind;
+use projections::family_tree::{Direction, LinkKind};
 use projections::statement::PayoutState;
 use projections::{Projection, ReadModels, WalkLimits};
 use proto::v1 as pb;
@@ -286,26 +286,27 @@ impl pb::queries_server::Queries for QueryRpcs {
             .family_tree
             .query(request.min_position, self.wait_max, |tree| {
                 let sources = tree.sources(&record)?;
-                let relatives = |lineage: projections::family_tree::Lineage| {
-                    (
-                        lineage
-                            .records
-                            .into_iter()
-                            .map(|r| pb::Relative {
-                                record_id: r.record.to_string(),
-                                depth: r.depth,
-                            })
-                            .collect::<Vec<_>>(),
-                        lineage.truncated,
-                    )
+                // Straight from node ids to the response: one String per record, the one
+                // the message owns.
+                let relatives = |direction: Direction| {
+                    let walk = tree.lineage_nodes(record.as_str(), limits, direction)?;
+                    let relatives = walk
+                        .nodes
+                        .iter()
+                        .map(|&(node, depth)| pb::Relative {
+                            record_id: tree.record_str(node).to_owned(),
+                            depth,
+                        })
+                        .collect::<Vec<_>>();
+                    Some((relatives, walk.truncated))
                 };
                 let (ancestors, ancestors_truncated) = if up {
-                    relatives(tree.ancestors(&record, limits)?)
+                    relatives(Direction::Ancestors)?
                 } else {
                     (Vec::new(), false)
                 };
                 let (descendants, descendants_truncated) = if down {
-                    relatives(tree.descendants(&record, limits)?)
+                    relatives(Direction::Descendants)?
                 } else {
                     (Vec::new(), false)
                 };
