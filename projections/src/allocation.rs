@@ -3,14 +3,13 @@
 //! per line with their staff-reply status, the window, the blockers to finalization, the
 //! payouts and their states, and totals.
 //!
-//! The blockers follow `ledger::domain::decide::finalization_blockers` step by step, with
-//! the domain's own `Blocker` type and `money::split_pool`. That function takes the whole
-//! write-side `State`, which a read model does not hold, so the steps are repeated here on
-//! this model's data; `tests/allocation.rs` checks that both give the same blockers on the
-//! same histories.
+//! The blockers come from the domain's own rule (`ledger::domain::decide::
+//! blockers_to_finalizing`), fed with this model's data, so the read model and the decider
+//! cannot disagree on what stops a finalization.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ledger::domain::decide::{blockers_to_finalizing, FinalizationInputs};
 use ledger::domain::events::{CommentTarget, DomainEvent, Line, PayoutFor};
 use ledger::domain::ids::{CommentId, DistributionId, MemberId, PayoutId, ProductionId};
 use ledger::domain::Blocker;
@@ -371,58 +370,31 @@ impl Allocations {
             .collect()
     }
 
-    /// `finalization_blockers` of the domain, step by step, on this model's data.
+    /// The domain's rule 7 (`blockers_to_finalizing`) over this model's data.
     fn blockers(&self, state: &DistributionState, now: Timestamp) -> Vec<Blocker> {
-        let mut blockers = Vec::new();
-        if now < state.window_closes_at {
-            blockers.push(Blocker::WindowOpen {
-                closes_at: state.window_closes_at,
-            });
-        }
-        if !state.unanswered.is_empty() {
-            blockers.push(Blocker::UnansweredComments {
-                comment_ids: state.unanswered.iter().cloned().collect(),
-            });
-        }
-        let weights: Vec<_> = state.lines.iter().map(|line| line.weight).collect();
-        let amounts = money::split_pool(state.pool.pool, &weights);
-        if let Some(production) = self.productions.get(&state.production_id) {
-            let contributors: BTreeSet<MemberId> = production
-                .included
-                .iter()
-                .map(|record| {
-                    MemberId::new(self.members.resolve(self.contributors[*record as usize]))
-                        .expect("only valid ids are interned")
-                })
-                .collect();
-            let without_line: Vec<MemberId> = contributors
-                .into_iter()
-                .filter(|member| !state.lines.iter().any(|line| &line.member == member))
-                .collect();
-            if !without_line.is_empty() {
-                blockers.push(Blocker::ContributorsWithoutLine {
-                    members: without_line,
-                });
-            }
-        }
-        let zero: Vec<MemberId> = state
-            .lines
-            .iter()
-            .zip(&amounts)
-            .filter(|(_, amount)| !amount.is_positive())
-            .map(|(line, _)| line.member.clone())
-            .collect();
-        if !zero.is_empty() {
-            blockers.push(Blocker::LinesWithZeroAmount { members: zero });
-        }
-        let sum = money::sum(state.pool.pool.currency(), &amounts)
-            .expect("amounts share the pool's currency and sum to at most the pool");
-        if sum != state.pool.pool {
-            blockers.push(Blocker::AmountsDoNotSumToPool {
-                sum,
-                pool: state.pool.pool,
-            });
-        }
+        let contributors: BTreeSet<MemberId> = self
+            .productions
+            .get(&state.production_id)
+            .map(|production| {
+                production
+                    .included
+                    .iter()
+                    .map(|record| {
+                        MemberId::new(self.members.resolve(self.contributors[*record as usize]))
+                            .expect("only valid ids are interned")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (blockers, _) = blockers_to_finalizing(&FinalizationInputs {
+            now,
+            window_closes_at: state.window_closes_at,
+            unanswered: &state.unanswered,
+            pool: state.pool.pool,
+            lines: &state.lines,
+            contributors: contributors.iter().collect(),
+            has_line: &|member| state.lines.iter().any(|line| &line.member == member),
+        });
         blockers
     }
 

@@ -889,39 +889,71 @@ pub fn finalization_blockers(
     distribution: &Distribution,
     now: Timestamp,
 ) -> (Vec<Blocker>, Vec<Money>) {
+    let contributors: BTreeSet<&MemberId> = state
+        .production(&distribution.production_id)
+        .map(|production| {
+            production
+                .included
+                .iter()
+                .map(|node| &state.record_at(*node).contributor)
+                .collect()
+        })
+        .unwrap_or_default();
+    blockers_to_finalizing(&FinalizationInputs {
+        now,
+        window_closes_at: distribution.window_closes_at,
+        unanswered: &distribution.unanswered,
+        pool: distribution.pool,
+        lines: &distribution.lines,
+        contributors,
+        has_line: &|member| distribution.line_index.contains_key(member),
+    })
+}
+
+/// What rule 7 looks at, as plain values, so that the decider, the audit replay and the
+/// allocation read model (each with its own state) list the same blockers from one
+/// definition.
+pub struct FinalizationInputs<'a> {
+    pub now: Timestamp,
+    pub window_closes_at: Timestamp,
+    pub unanswered: &'a BTreeSet<CommentId>,
+    pub pool: Money,
+    pub lines: &'a [Line],
+    /// The contributors of the production's included records, each once, in order.
+    pub contributors: BTreeSet<&'a MemberId>,
+    /// Whether `lines` has a line for the member (each side keeps its own index).
+    pub has_line: &'a dyn Fn(&MemberId) -> bool,
+}
+
+/// Every reason finalization is refused (rule 7), and the line amounts it would fix.
+pub fn blockers_to_finalizing(inputs: &FinalizationInputs) -> (Vec<Blocker>, Vec<Money>) {
     let mut blockers = Vec::new();
-    if now < distribution.window_closes_at {
+    if inputs.now < inputs.window_closes_at {
         blockers.push(Blocker::WindowOpen {
-            closes_at: distribution.window_closes_at,
+            closes_at: inputs.window_closes_at,
         });
     }
-    if !distribution.unanswered.is_empty() {
+    if !inputs.unanswered.is_empty() {
         blockers.push(Blocker::UnansweredComments {
-            comment_ids: distribution.unanswered.iter().cloned().collect(),
+            comment_ids: inputs.unanswered.iter().cloned().collect(),
         });
     }
-    let weights: Vec<_> = distribution.lines.iter().map(|line| line.weight).collect();
-    let amounts = money::split_pool(distribution.pool, &weights);
-    if let Some(production) = state.production(&distribution.production_id) {
-        let contributors: BTreeSet<&MemberId> = production
-            .included
-            .iter()
-            .map(|node| &state.record_at(*node).contributor)
-            .collect();
-        let without_line: Vec<MemberId> = contributors
-            .into_iter()
-            .filter(|member| !distribution.line_index.contains_key(*member))
-            .cloned()
-            .collect();
-        if !without_line.is_empty() {
-            blockers.push(Blocker::ContributorsWithoutLine {
-                members: without_line,
-            });
-        }
+    let weights: Vec<_> = inputs.lines.iter().map(|line| line.weight).collect();
+    let amounts = money::split_pool(inputs.pool, &weights);
+    let without_line: Vec<MemberId> = inputs
+        .contributors
+        .iter()
+        .filter(|member| !(inputs.has_line)(member))
+        .map(|member| (*member).clone())
+        .collect();
+    if !without_line.is_empty() {
+        blockers.push(Blocker::ContributorsWithoutLine {
+            members: without_line,
+        });
     }
     // One payout per line (rule 8): a line that would pay nothing is reweighted or removed
     // first, whether or not its member contributed an included record.
-    let zero: Vec<MemberId> = distribution
+    let zero: Vec<MemberId> = inputs
         .lines
         .iter()
         .zip(&amounts)
@@ -931,12 +963,12 @@ pub fn finalization_blockers(
     if !zero.is_empty() {
         blockers.push(Blocker::LinesWithZeroAmount { members: zero });
     }
-    let sum = money::sum(distribution.pool.currency(), &amounts)
+    let sum = money::sum(inputs.pool.currency(), &amounts)
         .expect("amounts share the pool's currency and sum to at most the pool");
-    if sum != distribution.pool {
+    if sum != inputs.pool {
         blockers.push(Blocker::AmountsDoNotSumToPool {
             sum,
-            pool: distribution.pool,
+            pool: inputs.pool,
         });
     }
     (blockers, amounts)
