@@ -6,9 +6,20 @@
 //! durable index. A retry of a command id that is in the commit in flight is deferred and
 //! decided again once that commit is durable, when the durable index answers it: it is
 //! never written twice.
+//!
+//! Gathering: when a commit becomes durable its appenders are answered, and most come back
+//! with their next append a few microseconds later. Handing the syncer whatever is queued
+//! at that instant would split the appenders into a group that made it and a group that
+//! waits a whole `fdatasync` more, and commits shrink below the appender count (a faster
+//! builder shrank them further). So with the syncer idle the builder waits for as many
+//! appends as the last durable commit answered plus those already waiting, but only while
+//! they keep coming: it hands over as soon as none arrived for `commit_gather_idle`, and
+//! after ten of those in all. A single appender never waits: its one append is the target.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,6 +50,8 @@ struct Tip {
 struct InFlight {
     synced: oneshot::Receiver<Synced>,
     maps: DecidingMaps,
+    /// Appends decided into it: the appenders it answers, who will likely append again.
+    appends: usize,
 }
 
 pub struct Builder {
@@ -63,6 +76,8 @@ pub struct Builder {
     reusable_maps: DecidingMaps,
     /// Appends in the last commit handed to the syncer.
     last_commit_appends: usize,
+    /// Appends the next commit waits for while the syncer is idle (see the module doc).
+    gather_target: usize,
 }
 
 impl Builder {
@@ -101,6 +116,7 @@ impl Builder {
             reusable_buffer: Vec::new(),
             reusable_maps: DecidingMaps::default(),
             last_commit_appends: 0,
+            gather_target: 0,
         }
     }
 
@@ -116,6 +132,7 @@ impl Builder {
                         Err(_) => break,
                     }
                 }
+                self.gather();
                 if self.building.as_ref().is_some_and(|c| c.appends > 0) {
                     self.hand();
                 } else if self.closing {
@@ -167,8 +184,43 @@ impl Builder {
         }
     }
 
+    /// With the syncer idle, waits (bounded) for the appenders of the last durable commit
+    /// to come back, so they join this commit rather than the one after it.
+    fn gather(&mut self) {
+        let idle = self.limits.commit_gather_idle;
+        let building = |b: &Builder| b.building.as_ref().map_or(0, |c| c.appends);
+        // Nothing built yet: nothing to hand either, and `run` waits for the first append.
+        if idle.is_zero() || building(self) == 0 {
+            return;
+        }
+        let started = Instant::now();
+        let (mut last_arrival, give_up) = (started, started + idle * 10);
+        // The syncer is idle, so new appends are all there is to wait for: block on them
+        // with a deadline (`park_timeout` is precise to microseconds; tokio's timers to a
+        // millisecond).
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut context = Context::from_waker(&waker);
+        while self.accepting() && building(self) < self.gather_target {
+            match self.receiver.poll_recv(&mut context) {
+                Poll::Ready(message) => {
+                    self.take(message);
+                    last_arrival = Instant::now();
+                }
+                Poll::Pending => {
+                    let until = (last_arrival + idle).min(give_up);
+                    let now = Instant::now();
+                    if now >= until {
+                        break;
+                    }
+                    std::thread::park_timeout(until - now);
+                }
+            }
+        }
+    }
+
     /// Seals the commit being built and hands it to the (idle) syncer.
     fn hand(&mut self) {
+        self.gather_target = 0;
         let mut commit = self.building.take().expect("a commit is being built");
         commit.seal();
         self.last_commit_appends = commit.appends.min(self.limits.commit_appends_max);
@@ -186,6 +238,7 @@ impl Builder {
         }
         let (synced, outcome) = oneshot::channel();
         self.in_flight = Some(InFlight {
+            appends: commit.appends,
             synced: outcome,
             maps: DecidingMaps {
                 stream_versions: std::mem::take(&mut commit.stream_versions),
@@ -202,13 +255,17 @@ impl Builder {
 
     /// The commit in flight is durable and indexed.
     fn durable(&mut self, buffer: Vec<u8>) {
+        let mut answered = 0;
         if let Some(in_flight) = self.in_flight.take() {
             self.reusable_maps = in_flight.maps.cleared();
+            answered = in_flight.appends;
         }
         self.reusable_buffer = buffer;
         for (request, reply) in std::mem::take(&mut self.deferred) {
             self.decide(request, reply);
         }
+        let waiting = self.building.as_ref().map_or(0, |c| c.appends);
+        self.gather_target = (answered + waiting).min(self.limits.commit_appends_max);
     }
 
     /// The commit in flight failed (and with it the store): everything after it fails too.
@@ -352,6 +409,15 @@ impl Builder {
             commit.undo(before);
             self.carried = Some((request, reply));
         }
+    }
+}
+
+/// Wakes the builder's thread parked in `Builder::gather`.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 

@@ -110,6 +110,7 @@ pub struct WriterLimits {
     pub segment_size_bytes: u64,
     pub commit_appends_max: usize,
     pub commit_bytes_max: usize,
+    pub commit_gather_idle: std::time::Duration,
 }
 
 pub struct Writer {
