@@ -19,8 +19,7 @@
 //! shared machine drifts, and this pairs like with like.
 //!
 //! `cargo bench -p benches --bench store -- --noplot` (`STEMMA_BENCH_SKIP_READS=1` skips the
-//! reads and the 1M-event log they need; `STEMMA_BENCH_DIR` sets where data goes;
-//! `STEMMA_BENCH_GATHER_US` sets the store's `commit_gather_idle`).
+//! reads and the 1M-event log they need; `STEMMA_BENCH_DIR` sets where data goes).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -165,13 +164,10 @@ fn durable_appends(c: &mut Criterion) {
 
         let directory = temp_dir("store-append");
         let clock = Arc::new(CountingClock::default());
-        let mut options = EmbeddedOptions {
+        let options = EmbeddedOptions {
             clock: clock.clone(),
             ..EmbeddedOptions::default()
         };
-        if let Ok(us) = std::env::var("STEMMA_BENCH_GATHER_US") {
-            options.commit_gather_idle = Duration::from_micros(us.parse().unwrap());
-        }
         let store = Arc::new(
             runtime
                 .block_on(EmbeddedStore::open(directory.path(), options))

@@ -4,8 +4,7 @@
 //!
 //! `cargo run --release -p benches --example store_cpu -- [appenders] [appends each]`
 //! (defaults 256 and 2,000; `STEMMA_BENCH_DIR` sets where data goes: a tmpfs takes the
-//! disk out entirely; `STEMMA_BENCH_GATHER_US` sets `commit_gather_idle`, 0 to hand each
-//! commit over as soon as the syncer is idle). Prints ns of CPU per event for the builder (`stemma-writer`), the
+//! disk out entirely). Prints ns of CPU per event for the builder (`stemma-writer`), the
 //! syncer and the whole process, and events per commit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,13 +53,10 @@ fn main() {
         .unwrap();
     let payload = vec![0x5a; payload_bytes()];
     let clock = Arc::new(CountingClock::default());
-    let mut options = EmbeddedOptions {
+    let options = EmbeddedOptions {
         clock: clock.clone(),
         ..EmbeddedOptions::default()
     };
-    if let Ok(us) = std::env::var("STEMMA_BENCH_GATHER_US") {
-        options.commit_gather_idle = std::time::Duration::from_micros(us.parse().unwrap());
-    }
     runtime.block_on(async {
         let store = Arc::new(
             EmbeddedStore::open(directory.path(), options)

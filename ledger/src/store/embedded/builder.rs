@@ -7,26 +7,22 @@
 //! decided again once that commit is durable, when the durable index answers it: it is
 //! never written twice.
 //!
-//! Gathering: when a commit becomes durable its appenders are answered, and most come back
-//! with their next append a few microseconds later. Handing the syncer whatever is queued
-//! at that instant would split the appenders into a group that made it and a group that
-//! waits a whole `fdatasync` more, and commits shrink below the appender count (a faster
-//! builder shrank them further). So with the syncer idle the builder waits for as many
-//! appends as the last durable commit answered plus those already waiting, but only while
-//! they keep coming: it hands over as soon as none arrived for `commit_gather_idle`, and
-//! after ten of those in all. A single appender never waits: its one append is the target.
+//! When a commit comes back from the syncer durable, the builder first hands over the next
+//! one (the syncer's `pwrite` then follows the `fdatasync` by one hand-off), then indexes
+//! the durable commit, advances the head and answers its appenders while the next one
+//! syncs. It decides nothing in between: a commit it decides against is in flight or in
+//! the index, never in neither.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::index::CommandEntry;
+use super::head::HeadFile;
+use super::index::{CommandEntry, SegmentEntry};
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
-use super::syncer::{Handoff, Synced};
+use super::syncer::{Handoff, Synced, Written};
 use super::writer::{
     Accepted, AppendReply, Commit, DecidingMaps, Shared, Submitted, WriterLimits, WriterMessage,
 };
@@ -50,8 +46,6 @@ struct Tip {
 struct InFlight {
     synced: oneshot::Receiver<Synced>,
     maps: DecidingMaps,
-    /// Appends decided into it: the appenders it answers, who will likely append again.
-    appends: usize,
 }
 
 pub struct Builder {
@@ -76,8 +70,8 @@ pub struct Builder {
     reusable_maps: DecidingMaps,
     /// Appends in the last commit handed to the syncer.
     last_commit_appends: usize,
-    /// Appends the next commit waits for while the syncer is idle (see the module doc).
-    gather_target: usize,
+    head_sender: watch::Sender<Position>,
+    head_file: HeadFile,
 }
 
 impl Builder {
@@ -87,6 +81,8 @@ impl Builder {
         clock: Arc<dyn Clock>,
         receiver: mpsc::Receiver<WriterMessage>,
         syncer: SyncSender<Handoff>,
+        head_sender: watch::Sender<Position>,
+        head_file: HeadFile,
         write_offset: u64,
         active_segment_bytes: u64,
     ) -> Builder {
@@ -116,7 +112,8 @@ impl Builder {
             reusable_buffer: Vec::new(),
             reusable_maps: DecidingMaps::default(),
             last_commit_appends: 0,
-            gather_target: 0,
+            head_sender,
+            head_file,
         }
     }
 
@@ -132,7 +129,6 @@ impl Builder {
                         Err(_) => break,
                     }
                 }
-                self.gather();
                 if self.building.as_ref().is_some_and(|c| c.appends > 0) {
                     self.hand();
                 } else if self.closing {
@@ -143,7 +139,12 @@ impl Builder {
             tokio::select! {
                 biased;
                 synced = until_synced(&mut self.in_flight) => match synced {
-                    Ok(buffer) => self.durable(buffer),
+                    Ok(written) => {
+                        if let Err(why) = self.durable(written) {
+                            self.fail(&why);
+                            return self.close.take();
+                        }
+                    }
                     Err(why) => {
                         self.fail(&why);
                         return self.close.take();
@@ -184,43 +185,8 @@ impl Builder {
         }
     }
 
-    /// With the syncer idle, waits (bounded) for the appenders of the last durable commit
-    /// to come back, so they join this commit rather than the one after it.
-    fn gather(&mut self) {
-        let idle = self.limits.commit_gather_idle;
-        let building = |b: &Builder| b.building.as_ref().map_or(0, |c| c.appends);
-        // Nothing built yet: nothing to hand either, and `run` waits for the first append.
-        if idle.is_zero() || building(self) == 0 {
-            return;
-        }
-        let started = Instant::now();
-        let (mut last_arrival, give_up) = (started, started + idle * 10);
-        // The syncer is idle, so new appends are all there is to wait for: block on them
-        // with a deadline (`park_timeout` is precise to microseconds; tokio's timers to a
-        // millisecond).
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let mut context = Context::from_waker(&waker);
-        while self.accepting() && building(self) < self.gather_target {
-            match self.receiver.poll_recv(&mut context) {
-                Poll::Ready(message) => {
-                    self.take(message);
-                    last_arrival = Instant::now();
-                }
-                Poll::Pending => {
-                    let until = (last_arrival + idle).min(give_up);
-                    let now = Instant::now();
-                    if now >= until {
-                        break;
-                    }
-                    std::thread::park_timeout(until - now);
-                }
-            }
-        }
-    }
-
     /// Seals the commit being built and hands it to the (idle) syncer.
     fn hand(&mut self) {
-        self.gather_target = 0;
         let mut commit = self.building.take().expect("a commit is being built");
         commit.seal();
         self.last_commit_appends = commit.appends.min(self.limits.commit_appends_max);
@@ -238,7 +204,6 @@ impl Builder {
         }
         let (synced, outcome) = oneshot::channel();
         self.in_flight = Some(InFlight {
-            appends: commit.appends,
             synced: outcome,
             maps: DecidingMaps {
                 stream_versions: std::mem::take(&mut commit.stream_versions),
@@ -248,24 +213,91 @@ impl Builder {
         self.syncer
             .send(Handoff { commit, synced })
             .expect("the syncer runs until it fails or the builder hangs up");
-        if let Some((request, reply)) = self.carried.take() {
-            self.decide(request, reply);
-        }
     }
 
-    /// The commit in flight is durable and indexed.
-    fn durable(&mut self, buffer: Vec<u8>) {
-        let mut answered = 0;
-        if let Some(in_flight) = self.in_flight.take() {
-            self.reusable_maps = in_flight.maps.cleared();
-            answered = in_flight.appends;
+    /// The commit in flight is durable. Hands the next commit to the syncer first, then
+    /// indexes and answers this one. An error is the store's failure, after this commit was
+    /// indexed and answered (it is durable).
+    fn durable(&mut self, written: Written) -> Result<(), String> {
+        let Written {
+            commit,
+            offset,
+            new_segment,
+        } = written;
+        // Everything queued meanwhile joins the next commit; deciding it still sees the
+        // durable one as in flight.
+        while self.accepting() {
+            match self.receiver.try_recv() {
+                Ok(message) => self.take(Some(message)),
+                Err(_) => break,
+            }
         }
+        // HEAD before the next commit goes: if it cannot be written the store fails, and
+        // nothing may be written after a commit whose appenders are told it failed.
+        let written_head = match commit.buffer.is_empty() {
+            true => Ok(()),
+            false => self
+                .head_file
+                .publish(commit.next_position - 1)
+                .map_err(|e| StoreError::io(self.head_file.path(), e)),
+        };
+        let in_flight = self.in_flight.take().expect("a commit was in flight");
+        if written_head.is_ok() && self.building.as_ref().is_some_and(|c| c.appends > 0) {
+            self.hand();
+        }
+        // From here until it is indexed the durable commit is in neither layer deciding
+        // looks at: nothing is decided before then.
+        if !commit.buffer.is_empty() {
+            self.index(&commit, offset, new_segment);
+        }
+        let (buffer, requests) = answer(commit);
+        self.reusable_maps = in_flight.maps.cleared();
         self.reusable_buffer = buffer;
+        drop(requests);
+        if let Err(error) = written_head {
+            return Err(self.shared.record_failure(&error));
+        }
         for (request, reply) in std::mem::take(&mut self.deferred) {
             self.decide(request, reply);
         }
-        let waiting = self.building.as_ref().map_or(0, |c| c.appends);
-        self.gather_target = (answered + waiting).min(self.limits.commit_appends_max);
+        if let Some((request, reply)) = self.carried.take() {
+            self.decide(request, reply);
+        }
+        Ok(())
+    }
+
+    /// Adds a durable commit (written at `offset`) to the index and advances the head.
+    fn index(&mut self, commit: &Commit, offset: u64, new_segment: Option<SegmentEntry>) {
+        let head = {
+            let mut index = self.shared.index.write().expect("index lock");
+            if let Some(segment) = new_segment {
+                index.segments.push(segment);
+            }
+            for accepted in &commit.accepted {
+                let positions = accepted.result.first_position..;
+                for ((position, at), event) in positions
+                    .zip(&accepted.offsets)
+                    .zip(&accepted.request.events)
+                {
+                    index.add_event(
+                        position,
+                        offset + *at as u64,
+                        &event.stream_id,
+                        accepted.command_key,
+                    );
+                }
+            }
+            index.head.hash = commit.previous_hash;
+            index.last_recorded_at = commit.recorded_at;
+            index
+                .segments
+                .last_mut()
+                .expect("a segment is open")
+                .end_offset = offset + commit.buffer.len() as u64;
+            index.head.position
+        };
+        assert_eq!(head + 1, commit.next_position);
+        self.head_sender.send_replace(head);
     }
 
     /// The commit in flight failed (and with it the store): everything after it fails too.
@@ -412,13 +444,27 @@ impl Builder {
     }
 }
 
-/// Wakes the builder's thread parked in `Builder::gather`.
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
+/// Sends every answer of a durable commit. Returns its buffer, for reuse, and the
+/// requests, to be freed once the answers are out.
+// The boxes are what is handed back to be freed: unboxing would copy each request.
+#[allow(clippy::vec_box)]
+fn answer(mut commit: Commit) -> (Vec<u8>, Vec<Box<Submitted>>) {
+    let buffer = std::mem::take(&mut commit.buffer);
+    let mut requests = Vec::with_capacity(commit.accepted.len());
+    for accepted in commit.accepted {
+        requests.push(accepted.request);
+        let mut replies = accepted.replies;
+        // Retries of the same command share the result; the last one takes it.
+        let last = replies.pop().expect("an accepted append has its reply");
+        for reply in replies {
+            let _ = reply.send(Ok(accepted.result.clone()));
+        }
+        let _ = last.send(Ok(accepted.result));
     }
+    for (reply, outcome) in commit.answers {
+        let _ = reply.send(outcome);
+    }
+    (buffer, requests)
 }
 
 /// Waits for the commit in flight to be durable; never resolves when there is none.

@@ -25,7 +25,6 @@ mod writer;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -49,8 +48,6 @@ pub const RECORD_BODY_BYTES_MAX: usize = limits::EVENT_PAYLOAD_BYTES_MAX + ENVEL
 pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4 * 1024;
 /// Offsets within a segment are u32.
 pub const SEGMENT_SIZE_BYTES_MAX: u64 = u32::MAX as u64;
-/// The longest `commit_gather_idle`: each gather is also bounded by ten of them in all.
-pub const COMMIT_GATHER_IDLE_MAX: Duration = Duration::from_millis(1);
 
 #[derive(Clone)]
 pub struct EmbeddedOptions {
@@ -62,11 +59,6 @@ pub struct EmbeddedOptions {
     pub commit_appends_max: usize,
     /// Bytes in one group commit (one append may exceed it on its own).
     pub commit_bytes_max: usize,
-    /// How long the builder, with the syncer idle, waits for the next append while the
-    /// appenders of the commit just made durable have not all come back (see `builder.rs`).
-    /// Zero hands each commit over as soon as the syncer is idle. At most
-    /// `COMMIT_GATHER_IDLE_MAX`.
-    pub commit_gather_idle: Duration,
     /// Stamps `recorded_at`.
     pub clock: Arc<dyn Clock>,
     /// Failure injection for tests; `None` in production.
@@ -80,7 +72,6 @@ impl Default for EmbeddedOptions {
             append_queue_depth_max: 4_096,
             commit_appends_max: 4_096,
             commit_bytes_max: 8 * 1024 * 1024,
-            commit_gather_idle: Duration::from_micros(100),
             clock: Arc::new(SystemClock),
             faults: None,
         }
@@ -103,12 +94,6 @@ impl EmbeddedOptions {
             if value == 0 {
                 return Err(InvalidInput::new(field, "must be at least 1"));
             }
-        }
-        if self.commit_gather_idle > COMMIT_GATHER_IDLE_MAX {
-            return Err(InvalidInput::new(
-                "commit_gather_idle",
-                format!("must be at most {COMMIT_GATHER_IDLE_MAX:?}"),
-            ));
         }
         Ok(())
     }
@@ -223,7 +208,6 @@ impl EmbeddedStore {
                 segment_size_bytes: options.segment_size_bytes,
                 commit_appends_max: options.commit_appends_max,
                 commit_bytes_max: options.commit_bytes_max,
-                commit_gather_idle: options.commit_gather_idle,
             },
             clock: options.clock.clone(),
             receiver,

@@ -1,26 +1,37 @@
-//! The syncer: writes, syncs and publishes the commits the builder hands it, one at a time.
+//! The syncer: writes and syncs the commits the builder hands it, one at a time, and hands
+//! each back once its `fdatasync` returned.
 //!
-//! It owns the active segment (where the next commit goes, rolling to a new segment) and
-//! is the index's only writer. A commit is indexed and answered only after its
-//! `fdatasync` returned, so readers never see an event that a crash could take back.
+//! It owns the active segment (where the next commit goes, rolling to a new segment). The
+//! builder indexes and answers a commit only once the syncer handed it back, so readers
+//! never see an event that a crash could take back.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
-use super::head::HeadFile;
 use super::index::SegmentEntry;
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
-use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
+use super::writer::{Commit, IoFaults, IoOperation, Shared};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
 
-/// What the syncer tells the builder about a commit: durable (and indexed), with its buffer
-/// back for reuse, or failed, with the reason the store failed.
-pub type Synced = Result<Vec<u8>, String>;
+/// A commit whose `fdatasync` returned, back to the builder to be indexed and answered.
+pub struct Written {
+    pub commit: Commit,
+    /// Where in its segment the commit starts.
+    pub offset: u64,
+    /// The segment the syncer rolled to for this commit: the builder adds it to the index
+    /// just before the commit's events, after the commit before it is indexed.
+    pub new_segment: Option<SegmentEntry>,
+}
+
+/// What the syncer tells the builder about a commit: durable, or failed (the commit's
+/// appenders are answered already) with the reason the store failed.
+pub type Synced = Result<Written, String>;
 
 /// A commit for the syncer, and where to say how it went.
 pub struct Handoff {
@@ -31,9 +42,10 @@ pub struct Handoff {
 pub struct Syncer {
     shared: Arc<Shared>,
     segment_size_bytes: u64,
-    head_sender: watch::Sender<Position>,
-    head_file: HeadFile,
-    /// Where the next commit goes in the active (last) segment.
+    /// The active (last) segment: the index learns of a new one only when its first
+    /// commit is indexed.
+    active: (Arc<File>, PathBuf),
+    /// Where the next commit goes in the active segment.
     write_offset: u64,
     /// The active segment's size (segments keep the size they were created with).
     active_segment_bytes: u64,
@@ -45,17 +57,19 @@ impl Syncer {
     pub fn new(
         shared: Arc<Shared>,
         segment_size_bytes: u64,
-        head_sender: watch::Sender<Position>,
-        head_file: HeadFile,
         write_offset: u64,
         active_segment_bytes: u64,
         faults: Option<Arc<dyn IoFaults>>,
     ) -> Syncer {
+        let active = {
+            let index = shared.index.read().expect("index lock");
+            let segment = index.segments.last().expect("a segment is open");
+            (segment.file.clone(), segment.path.clone())
+        };
         Syncer {
             shared,
             segment_size_bytes,
-            head_sender,
-            head_file,
+            active,
             write_offset,
             active_segment_bytes,
             spare: None,
@@ -65,30 +79,31 @@ impl Syncer {
 
     /// Runs until the builder hangs up, or until a commit fails (the store is then failed
     /// and the builder answers everything after it).
+    ///
+    /// It only writes and syncs: the builder indexes and answers a commit once it is back,
+    /// after handing over the next one, so the next `pwrite` follows the last `fdatasync`
+    /// by a hand-off, not by the bookkeeping of a whole commit.
     pub fn run(mut self, commits: std::sync::mpsc::Receiver<Handoff>) {
-        for Handoff { mut commit, synced } in commits {
+        for Handoff { commit, synced } in commits {
             if commit.buffer.is_empty() {
                 // Only answers: durable as soon as the commit before it was.
-                let _ = synced.send(Ok(std::mem::take(&mut commit.buffer)));
-                answer(commit);
+                let offset = self.write_offset;
+                let written = Written {
+                    commit,
+                    offset,
+                    new_segment: None,
+                };
+                let _ = synced.send(Ok(written));
                 continue;
             }
             match self.write(&commit) {
-                Ok(()) => {
-                    let published = self.publish(&commit);
-                    let buffer = std::mem::take(&mut commit.buffer);
-                    // Answer first: the appenders' next appends then have a chance to join
-                    // the next commit instead of waiting for the one after it. The commit is
-                    // durable and indexed even if `HEAD` could not be written.
-                    let requests = answer(commit);
-                    if let Err(error) = published {
-                        let why = self.shared.record_failure(&error);
-                        let _ = synced.send(Err(why));
-                        break;
-                    }
-                    let _ = synced.send(Ok(buffer));
-                    // Freed once the builder has its go: not on the way to it.
-                    drop(requests);
+                Ok((offset, new_segment)) => {
+                    let written = Written {
+                        commit,
+                        offset,
+                        new_segment,
+                    };
+                    let _ = synced.send(Ok(written));
                     self.prepare_spare_when_half_full();
                 }
                 Err(error) => {
@@ -106,25 +121,30 @@ impl Syncer {
     }
 
     /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
-    /// in the rest of this one.
-    fn write(&mut self, commit: &Commit) -> Result<(), StoreError> {
+    /// in the rest of this one. Returns where it starts, and the new segment if it rolled.
+    fn write(&mut self, commit: &Commit) -> Result<(u64, Option<SegmentEntry>), StoreError> {
+        let mut new_segment = None;
         if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
-            self.roll(commit.first_position, commit.first_previous_hash)?;
+            new_segment = Some(self.roll(commit.first_position, commit.first_previous_hash)?);
         }
-        let index = self.shared.index.read().expect("index lock");
-        let segment = index.segments.last().expect("a segment is open");
-        let (file, path) = (segment.file.clone(), segment.path.clone());
-        drop(index);
+        let (file, path) = &self.active;
+        let offset = self.write_offset;
         let faults = self.faults.as_deref();
         let check = |operation| faults.map_or(Ok(()), |faults| faults.before(operation));
         check(IoOperation::Write)
-            .and_then(|()| file.write_all_at(&commit.buffer, self.write_offset))
+            .and_then(|()| file.write_all_at(&commit.buffer, offset))
             .and_then(|()| check(IoOperation::Sync))
             .and_then(|()| file.sync_data())
-            .map_err(|e| StoreError::io(path, e))
+            .map_err(|e| StoreError::io(path, e))?;
+        self.write_offset += commit.buffer.len() as u64;
+        Ok((offset, new_segment))
     }
 
-    fn roll(&mut self, first_position: Position, previous_hash: Hash32) -> Result<(), StoreError> {
+    fn roll(
+        &mut self,
+        first_position: Position,
+        previous_hash: Hash32,
+    ) -> Result<SegmentEntry, StoreError> {
         let directory = self.shared.segments_directory.clone();
         let spare = match self.spare.take() {
             Some(preparing) => preparing.join().expect("spare preparation does not panic"),
@@ -138,57 +158,17 @@ impl Syncer {
         let (path, file) = segment::install_spare(&directory, &spare, header)
             .map_err(|e| StoreError::io(&directory, e))?;
         tracing::debug!(segment = %path.display(), first_position, "rolled to a new segment");
-        self.shared
-            .index
-            .write()
-            .expect("index lock")
-            .segments
-            .push(SegmentEntry {
-                path,
-                file: Arc::new(file),
-                first_position,
-                offsets: Vec::new(),
-                end_offset: SEGMENT_HEADER_BYTES,
-            });
+        let file = Arc::new(file);
+        self.active = (file.clone(), path.clone());
         self.write_offset = SEGMENT_HEADER_BYTES;
         self.active_segment_bytes = self.segment_size_bytes;
-        Ok(())
-    }
-
-    /// The commit is durable: index it, advance the head and publish it in `HEAD`.
-    fn publish(&mut self, commit: &Commit) -> Result<(), StoreError> {
-        let head = {
-            let mut index = self.shared.index.write().expect("index lock");
-            for accepted in &commit.accepted {
-                let positions = accepted.result.first_position..;
-                for ((position, offset), event) in positions
-                    .zip(&accepted.offsets)
-                    .zip(&accepted.request.events)
-                {
-                    index.add_event(
-                        position,
-                        self.write_offset + *offset as u64,
-                        &event.stream_id,
-                        accepted.command_key,
-                    );
-                }
-            }
-            index.head.hash = commit.previous_hash;
-            index.last_recorded_at = commit.recorded_at;
-            self.write_offset += commit.buffer.len() as u64;
-            index
-                .segments
-                .last_mut()
-                .expect("a segment is open")
-                .end_offset = self.write_offset;
-            index.head.position
-        };
-        assert_eq!(head + 1, commit.next_position);
-        self.head_sender.send_replace(head);
-        // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
-        self.head_file
-            .publish(head)
-            .map_err(|e| StoreError::io(self.head_file.path(), e))
+        Ok(SegmentEntry {
+            path,
+            file,
+            first_position,
+            offsets: Vec::new(),
+            end_offset: SEGMENT_HEADER_BYTES,
+        })
     }
 
     fn prepare_spare_when_half_full(&mut self) {
@@ -203,25 +183,4 @@ impl Syncer {
             );
         }
     }
-}
-
-/// Sends every answer of a durable commit. Returns the requests, to be freed later.
-// The boxes are what is handed back to be freed: unboxing would copy each request.
-#[allow(clippy::vec_box)]
-fn answer(commit: Commit) -> Vec<Box<Submitted>> {
-    let mut requests = Vec::with_capacity(commit.accepted.len());
-    for accepted in commit.accepted {
-        requests.push(accepted.request);
-        let mut replies = accepted.replies;
-        // Retries of the same command share the result; the last one takes it.
-        let last = replies.pop().expect("an accepted append has its reply");
-        for reply in replies {
-            let _ = reply.send(Ok(accepted.result.clone()));
-        }
-        let _ = last.send(Ok(accepted.result));
-    }
-    for (reply, outcome) in commit.answers {
-        let _ = reply.send(outcome);
-    }
-    requests
 }

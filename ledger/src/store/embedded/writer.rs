@@ -6,11 +6,13 @@
 //! hands the commit to the syncer (`syncer.rs`) as soon as the syncer is idle, so every
 //! append that arrives while the disk is busy joins the next commit (concurrency turns into
 //! batch size) and encoding overlaps the previous `fdatasync`. The syncer writes the commit
-//! with one `pwrite`, makes it durable with one `fdatasync`, then indexes it, advances the
-//! head and answers the appenders.
+//! with one `pwrite`, makes it durable with one `fdatasync` and hands it back; the builder
+//! hands over the next commit, then indexes the durable one, advances the head and answers
+//! its appenders while the next one syncs.
 //!
 //! What recovery relies on (see `recovery.rs`) holds because one commit is in flight at
-//! most: commit k+1 is written only after commit k's `fdatasync` returned. A commit never
+//! most: the builder hands commit k+1 over only once commit k came back, after its
+//! `fdatasync` returned, so k+1 is written only after that. A commit never
 //! spans segments: the builder closes it where the segment ends, the syncer rolls.
 //!
 //! Every answer, refusals included, goes out with the commit it was decided in, once that
@@ -110,7 +112,6 @@ pub struct WriterLimits {
     pub segment_size_bytes: u64,
     pub commit_appends_max: usize,
     pub commit_bytes_max: usize,
-    pub commit_gather_idle: std::time::Duration,
 }
 
 pub struct Writer {
@@ -136,8 +137,6 @@ impl Writer {
         let syncer = Syncer::new(
             self.shared.clone(),
             self.limits.segment_size_bytes,
-            self.head_sender,
-            self.head_file,
             self.write_offset,
             self.active_segment_bytes,
             self.faults,
@@ -152,6 +151,8 @@ impl Writer {
             self.clock,
             self.receiver,
             handoff,
+            self.head_sender,
+            self.head_file,
             self.write_offset,
             self.active_segment_bytes,
         );
