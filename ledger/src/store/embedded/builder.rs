@@ -7,22 +7,24 @@
 //! decided again once that commit is durable, when the durable index answers it: it is
 //! never written twice.
 //!
-//! When a commit comes back from the syncer durable, the builder first hands over the next
-//! one (the syncer's `pwrite` then follows the `fdatasync` by one hand-off), then indexes
-//! the durable commit, advances the head and answers its appenders while the next one
-//! syncs. It decides nothing in between: a commit it decides against is in flight or in
-//! the index, never in neither.
+//! When a commit comes back from the syncer durable and a next one is waiting, the builder
+//! first hands that over (the syncer's `pwrite` then follows the `fdatasync` by one
+//! hand-off), then indexes the durable commit, advances the head and answers its appenders
+//! while the next one syncs. It decides nothing in between: a commit it decides against is
+//! in flight or in the index, never in neither. With nothing waiting the syncer publishes
+//! the commit itself (`syncer::Publisher`), as a lone appender wants.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::atomic::Ordering;
 
-use super::head::HeadFile;
-use super::index::{CommandEntry, SegmentEntry};
+use tokio::sync::{mpsc, oneshot};
+
+use super::index::CommandEntry;
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
-use super::syncer::{Handoff, Synced, Written};
+use super::syncer::{self, Handoff, Publisher, Synced, Written};
 use super::writer::{
     Accepted, AppendReply, Commit, DecidingMaps, Shared, Submitted, WriterLimits, WriterMessage,
 };
@@ -70,8 +72,7 @@ pub struct Builder {
     reusable_maps: DecidingMaps,
     /// Appends in the last commit handed to the syncer.
     last_commit_appends: usize,
-    head_sender: watch::Sender<Position>,
-    head_file: HeadFile,
+    publisher: Arc<Publisher>,
 }
 
 impl Builder {
@@ -81,8 +82,7 @@ impl Builder {
         clock: Arc<dyn Clock>,
         receiver: mpsc::Receiver<WriterMessage>,
         syncer: SyncSender<Handoff>,
-        head_sender: watch::Sender<Position>,
-        head_file: HeadFile,
+        publisher: Arc<Publisher>,
         write_offset: u64,
         active_segment_bytes: u64,
     ) -> Builder {
@@ -112,8 +112,7 @@ impl Builder {
             reusable_buffer: Vec::new(),
             reusable_maps: DecidingMaps::default(),
             last_commit_appends: 0,
-            head_sender,
-            head_file,
+            publisher,
         }
     }
 
@@ -139,13 +138,14 @@ impl Builder {
             tokio::select! {
                 biased;
                 synced = until_synced(&mut self.in_flight) => match synced {
-                    Ok(written) => {
+                    Synced::Written(written) => {
                         if let Err(why) = self.durable(written) {
                             self.fail(&why);
                             return self.close.take();
                         }
                     }
-                    Err(why) => {
+                    Synced::Indexed(buffer) => self.indexed(buffer),
+                    Synced::Failed(why) => {
                         self.fail(&why);
                         return self.close.take();
                     }
@@ -159,6 +159,7 @@ impl Builder {
                             Err(_) => break,
                         }
                     }
+                    self.mark_waiting();
                 }
             }
         }
@@ -185,8 +186,18 @@ impl Builder {
         }
     }
 
+    /// Tells the syncer whether a commit waits for it (then it leaves the bookkeeping of
+    /// the one it syncs to the builder, which hands the waiting one over first).
+    fn mark_waiting(&self) {
+        let waiting = self.building.as_ref().is_some_and(|c| c.appends > 0);
+        self.publisher
+            .next_waiting
+            .store(waiting, Ordering::Release);
+    }
+
     /// Seals the commit being built and hands it to the (idle) syncer.
     fn hand(&mut self) {
+        self.publisher.next_waiting.store(false, Ordering::Release);
         let mut commit = self.building.take().expect("a commit is being built");
         commit.seal();
         self.last_commit_appends = commit.appends.min(self.limits.commit_appends_max);
@@ -215,14 +226,33 @@ impl Builder {
             .expect("the syncer runs until it fails or the builder hangs up");
     }
 
-    /// The commit in flight is durable. Hands the next commit to the syncer first, then
-    /// indexes and answers this one. An error is the store's failure, after this commit was
-    /// indexed and answered (it is durable).
+    /// The commit in flight is durable and was indexed and answered by the syncer.
+    fn indexed(&mut self, buffer: Vec<u8>) {
+        if let Some(in_flight) = self.in_flight.take() {
+            self.reusable_maps = in_flight.maps.cleared();
+        }
+        self.reusable_buffer = buffer;
+        self.decide_postponed();
+    }
+
+    /// Decides again what waited for the commit in flight to be indexed.
+    fn decide_postponed(&mut self) {
+        for (request, reply) in std::mem::take(&mut self.deferred) {
+            self.decide(request, reply);
+        }
+        if let Some((request, reply)) = self.carried.take() {
+            self.decide(request, reply);
+        }
+    }
+
+    /// The commit in flight is durable, left to the builder to publish. Hands the next
+    /// commit to the syncer first, then indexes and answers this one. An error is the
+    /// store's failure, after this commit was indexed and answered (it is durable).
     fn durable(&mut self, written: Written) -> Result<(), String> {
         let Written {
             commit,
             offset,
-            new_segment,
+            mut new_segment,
         } = written;
         // Everything queued meanwhile joins the next commit; deciding it still sees the
         // durable one as in flight.
@@ -234,70 +264,27 @@ impl Builder {
         }
         // HEAD before the next commit goes: if it cannot be written the store fails, and
         // nothing may be written after a commit whose appenders are told it failed.
-        let written_head = match commit.buffer.is_empty() {
-            true => Ok(()),
-            false => self
-                .head_file
-                .publish(commit.next_position - 1)
-                .map_err(|e| StoreError::io(self.head_file.path(), e)),
-        };
+        let head_file = self.publisher.write_head_file(&commit);
         let in_flight = self.in_flight.take().expect("a commit was in flight");
-        if written_head.is_ok() && self.building.as_ref().is_some_and(|c| c.appends > 0) {
+        if head_file.is_ok() && self.building.as_ref().is_some_and(|c| c.appends > 0) {
             self.hand();
         }
         // From here until it is indexed the durable commit is in neither layer deciding
-        // looks at: nothing is decided before then.
-        if !commit.buffer.is_empty() {
-            self.index(&commit, offset, new_segment);
-        }
-        let (buffer, requests) = answer(commit);
+        // looks at: nothing is decided before then. The commit before it is indexed: it
+        // came back before this one was handed over.
+        let indexed = self
+            .publisher
+            .index_if_next(&commit, offset, &mut new_segment);
+        assert!(indexed, "commits are indexed in order");
+        let (buffer, requests) = syncer::answer(commit);
         self.reusable_maps = in_flight.maps.cleared();
         self.reusable_buffer = buffer;
         drop(requests);
-        if let Err(error) = written_head {
+        if let Err(error) = head_file {
             return Err(self.shared.record_failure(&error));
         }
-        for (request, reply) in std::mem::take(&mut self.deferred) {
-            self.decide(request, reply);
-        }
-        if let Some((request, reply)) = self.carried.take() {
-            self.decide(request, reply);
-        }
+        self.decide_postponed();
         Ok(())
-    }
-
-    /// Adds a durable commit (written at `offset`) to the index and advances the head.
-    fn index(&mut self, commit: &Commit, offset: u64, new_segment: Option<SegmentEntry>) {
-        let head = {
-            let mut index = self.shared.index.write().expect("index lock");
-            if let Some(segment) = new_segment {
-                index.segments.push(segment);
-            }
-            for accepted in &commit.accepted {
-                let positions = accepted.result.first_position..;
-                for ((position, at), event) in positions
-                    .zip(&accepted.offsets)
-                    .zip(&accepted.request.events)
-                {
-                    index.add_event(
-                        position,
-                        offset + *at as u64,
-                        &event.stream_id,
-                        accepted.command_key,
-                    );
-                }
-            }
-            index.head.hash = commit.previous_hash;
-            index.last_recorded_at = commit.recorded_at;
-            index
-                .segments
-                .last_mut()
-                .expect("a segment is open")
-                .end_offset = offset + commit.buffer.len() as u64;
-            index.head.position
-        };
-        assert_eq!(head + 1, commit.next_position);
-        self.head_sender.send_replace(head);
     }
 
     /// The commit in flight failed (and with it the store): everything after it fails too.
@@ -444,35 +431,12 @@ impl Builder {
     }
 }
 
-/// Sends every answer of a durable commit. Returns its buffer, for reuse, and the
-/// requests, to be freed once the answers are out.
-// The boxes are what is handed back to be freed: unboxing would copy each request.
-#[allow(clippy::vec_box)]
-fn answer(mut commit: Commit) -> (Vec<u8>, Vec<Box<Submitted>>) {
-    let buffer = std::mem::take(&mut commit.buffer);
-    let mut requests = Vec::with_capacity(commit.accepted.len());
-    for accepted in commit.accepted {
-        requests.push(accepted.request);
-        let mut replies = accepted.replies;
-        // Retries of the same command share the result; the last one takes it.
-        let last = replies.pop().expect("an accepted append has its reply");
-        for reply in replies {
-            let _ = reply.send(Ok(accepted.result.clone()));
-        }
-        let _ = last.send(Ok(accepted.result));
-    }
-    for (reply, outcome) in commit.answers {
-        let _ = reply.send(outcome);
-    }
-    (buffer, requests)
-}
-
 /// Waits for the commit in flight to be durable; never resolves when there is none.
 async fn until_synced(in_flight: &mut Option<InFlight>) -> Synced {
     match in_flight {
         Some(in_flight) => (&mut in_flight.synced)
             .await
-            .unwrap_or_else(|_| Err("the event store's syncer stopped".to_string())),
+            .unwrap_or_else(|_| Synced::Failed("the event store's syncer stopped".to_string())),
         None => std::future::pending().await,
     }
 }

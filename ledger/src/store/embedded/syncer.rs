@@ -11,11 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::{oneshot, watch};
+
+use super::head::HeadFile;
 use super::index::SegmentEntry;
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
-use super::writer::{Commit, IoFaults, IoOperation, Shared};
+use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
 
@@ -29,9 +32,118 @@ pub struct Written {
     pub new_segment: Option<SegmentEntry>,
 }
 
-/// What the syncer tells the builder about a commit: durable, or failed (the commit's
-/// appenders are answered already) with the reason the store failed.
-pub type Synced = Result<Written, String>;
+/// What the syncer tells the builder about a commit.
+pub enum Synced {
+    /// Durable, for the builder to index and answer (after handing over the next commit).
+    Written(Written),
+    /// Durable, indexed and answered by the syncer; its buffer, for reuse.
+    Indexed(Vec<u8>),
+    /// Failed, and with it the store (its appenders are answered already): why.
+    Failed(String),
+}
+
+/// What makes a durable commit visible: the index, the head `watch` and `HEAD`. Whoever
+/// gets to a commit uses it: the builder when it has the next commit waiting (it hands
+/// that over first), else the syncer, which saves the hop to the builder's thread (what a
+/// lone appender waits on). Commits are indexed in order either way: the syncer indexes a
+/// commit only if the one before it is indexed already.
+pub struct Publisher {
+    pub shared: Arc<Shared>,
+    pub head_sender: watch::Sender<Position>,
+    pub head_file: HeadFile,
+    /// Set by the builder while it has appends waiting for the syncer to be free.
+    pub next_waiting: AtomicBool,
+}
+
+impl Publisher {
+    /// Writes the durable commit's last position to `HEAD`.
+    pub fn write_head_file(&self, commit: &Commit) -> Result<(), StoreError> {
+        if commit.buffer.is_empty() {
+            return Ok(());
+        }
+        self.head_file
+            .publish(commit.next_position - 1)
+            .map_err(|e| StoreError::io(self.head_file.path(), e))
+    }
+
+    /// Indexes a durable commit written at `offset` (with the segment it rolled to, if
+    /// any) and advances the head, if the commit before it is indexed; returns whether it
+    /// did.
+    pub fn index_if_next(
+        &self,
+        commit: &Commit,
+        offset: u64,
+        new_segment: &mut Option<SegmentEntry>,
+    ) -> bool {
+        let head = {
+            let mut index = self.shared.index.write().expect("index lock");
+            if index.head.position + 1 != commit.first_position {
+                return false;
+            }
+            if commit.buffer.is_empty() {
+                return true;
+            }
+            if let Some(segment) = new_segment.take() {
+                index.segments.push(segment);
+            }
+            for accepted in &commit.accepted {
+                let positions = accepted.result.first_position..;
+                for ((position, at), event) in positions
+                    .zip(&accepted.offsets)
+                    .zip(&accepted.request.events)
+                {
+                    index.add_event(
+                        position,
+                        offset + *at as u64,
+                        &event.stream_id,
+                        accepted.command_key,
+                    );
+                }
+            }
+            index.head.hash = commit.previous_hash;
+            index.last_recorded_at = commit.recorded_at;
+            index
+                .segments
+                .last_mut()
+                .expect("a segment is open")
+                .end_offset = offset + commit.buffer.len() as u64;
+            index.head.position
+        };
+        assert_eq!(head + 1, commit.next_position);
+        // Two threads publish: the head only ever moves forward.
+        self.head_sender.send_if_modified(|published| {
+            let newer = head > *published;
+            if newer {
+                *published = head;
+            }
+            newer
+        });
+        true
+    }
+}
+
+/// Sends every answer of a durable commit. Returns its buffer, for reuse, and the
+/// requests, to be freed once the answers are out.
+// The boxes are what is handed back to be freed: unboxing would copy each request.
+#[allow(clippy::vec_box)]
+pub fn answer(mut commit: Commit) -> (Vec<u8>, Vec<Box<Submitted>>) {
+    let buffer = std::mem::take(&mut commit.buffer);
+    let mut requests = Vec::with_capacity(commit.accepted.len());
+    for accepted in commit.accepted {
+        requests.push(accepted.request);
+        let mut replies = accepted.replies;
+        // Retries of the same command share the result; the last one takes it.
+        let last = replies.pop().expect("an accepted append has its reply");
+        for reply in replies {
+            let _ = reply.send(Ok(accepted.result.clone()));
+        }
+        let _ = last.send(Ok(accepted.result));
+    }
+    for (reply, outcome) in commit.answers {
+        let _ = reply.send(outcome);
+    }
+    (buffer, requests)
+}
 
 /// A commit for the syncer, and where to say how it went.
 pub struct Handoff {
@@ -41,6 +153,7 @@ pub struct Handoff {
 
 pub struct Syncer {
     shared: Arc<Shared>,
+    publisher: Arc<Publisher>,
     segment_size_bytes: u64,
     /// The active (last) segment: the index learns of a new one only when its first
     /// commit is indexed.
@@ -56,6 +169,7 @@ pub struct Syncer {
 impl Syncer {
     pub fn new(
         shared: Arc<Shared>,
+        publisher: Arc<Publisher>,
         segment_size_bytes: u64,
         write_offset: u64,
         active_segment_bytes: u64,
@@ -68,6 +182,7 @@ impl Syncer {
         };
         Syncer {
             shared,
+            publisher,
             segment_size_bytes,
             active,
             write_offset,
@@ -80,40 +195,54 @@ impl Syncer {
     /// Runs until the builder hangs up, or until a commit fails (the store is then failed
     /// and the builder answers everything after it).
     ///
-    /// It only writes and syncs: the builder indexes and answers a commit once it is back,
-    /// after handing over the next one, so the next `pwrite` follows the last `fdatasync`
-    /// by a hand-off, not by the bookkeeping of a whole commit.
+    /// With the builder's next commit waiting, it only writes and syncs: the builder
+    /// hands that over first, then indexes and answers this one, so the next `pwrite`
+    /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
     pub fn run(mut self, commits: std::sync::mpsc::Receiver<Handoff>) {
         for Handoff { commit, synced } in commits {
-            if commit.buffer.is_empty() {
+            let written = if commit.buffer.is_empty() {
                 // Only answers: durable as soon as the commit before it was.
-                let offset = self.write_offset;
-                let written = Written {
-                    commit,
-                    offset,
-                    new_segment: None,
-                };
-                let _ = synced.send(Ok(written));
-                continue;
-            }
-            match self.write(&commit) {
-                Ok((offset, new_segment)) => {
-                    let written = Written {
-                        commit,
-                        offset,
-                        new_segment,
-                    };
-                    let _ = synced.send(Ok(written));
-                    self.prepare_spare_when_half_full();
-                }
+                Ok((self.write_offset, None))
+            } else {
+                self.write(&commit)
+            };
+            let (offset, mut new_segment) = match written {
+                Ok(written) => written,
                 Err(error) => {
                     // Recorded before any appender can see its reply channel close.
                     let why = self.shared.record_failure(&error);
                     commit.fail(&why);
-                    let _ = synced.send(Err(why));
+                    let _ = synced.send(Synced::Failed(why));
                     break;
                 }
+            };
+            let publisher = &self.publisher;
+            let publish_here = !publisher.next_waiting.load(Ordering::Acquire)
+                && publisher.index_if_next(&commit, offset, &mut new_segment);
+            if !publish_here {
+                let written = Written {
+                    commit,
+                    offset,
+                    new_segment,
+                };
+                let _ = synced.send(Synced::Written(written));
+                self.prepare_spare_when_half_full();
+                continue;
             }
+            // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
+            let head_file = publisher.write_head_file(&commit);
+            // Answer first: the appenders' next appends then have a chance to join the next
+            // commit instead of waiting for the one after it. The commit is durable and
+            // indexed even if `HEAD` could not be written.
+            let (buffer, requests) = answer(commit);
+            if let Err(error) = head_file {
+                let _ = synced.send(Synced::Failed(self.shared.record_failure(&error)));
+                break;
+            }
+            let _ = synced.send(Synced::Indexed(buffer));
+            // Freed once the builder has its go: not on the way to it.
+            drop(requests);
+            self.prepare_spare_when_half_full();
         }
         if let Some(spare) = self.spare.take() {
             let _ = spare.join();

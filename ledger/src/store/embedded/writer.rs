@@ -6,9 +6,10 @@
 //! hands the commit to the syncer (`syncer.rs`) as soon as the syncer is idle, so every
 //! append that arrives while the disk is busy joins the next commit (concurrency turns into
 //! batch size) and encoding overlaps the previous `fdatasync`. The syncer writes the commit
-//! with one `pwrite`, makes it durable with one `fdatasync` and hands it back; the builder
-//! hands over the next commit, then indexes the durable one, advances the head and answers
-//! its appenders while the next one syncs.
+//! with one `pwrite` and makes it durable with one `fdatasync`. If the builder has the next
+//! commit waiting, the syncer hands the durable one back and the builder hands over the
+//! next first, then indexes the durable one, advances the head and answers its appenders
+//! while the next one syncs; else the syncer does that itself.
 //!
 //! What recovery relies on (see `recovery.rs`) holds because one commit is in flight at
 //! most: the builder hands commit k+1 over only once commit k came back, after its
@@ -25,6 +26,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,7 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::builder::Builder;
 use super::head::HeadFile;
 use super::index::{CommandKey, FastMap, Index};
-use super::syncer::Syncer;
+use super::syncer::{Publisher, Syncer};
 use crate::store::codec;
 use crate::store::error::StoreError;
 use crate::store::types::{
@@ -134,8 +136,15 @@ impl Writer {
     pub fn run(self) {
         // One commit in flight at most: the builder only sends when the syncer is idle.
         let (handoff, commits) = std::sync::mpsc::sync_channel(1);
+        let publisher = Arc::new(Publisher {
+            shared: self.shared.clone(),
+            head_sender: self.head_sender,
+            head_file: self.head_file,
+            next_waiting: AtomicBool::new(false),
+        });
         let syncer = Syncer::new(
             self.shared.clone(),
+            publisher.clone(),
             self.limits.segment_size_bytes,
             self.write_offset,
             self.active_segment_bytes,
@@ -151,8 +160,7 @@ impl Writer {
             self.clock,
             self.receiver,
             handoff,
-            self.head_sender,
-            self.head_file,
+            publisher,
             self.write_offset,
             self.active_segment_bytes,
         );
