@@ -77,7 +77,6 @@ pub struct Builder {
 
 impl Builder {
     pub fn new(
-        shared: Arc<Shared>,
         limits: WriterLimits,
         clock: Arc<dyn Clock>,
         receiver: mpsc::Receiver<WriterMessage>,
@@ -86,6 +85,7 @@ impl Builder {
         write_offset: u64,
         active_segment_bytes: u64,
     ) -> Builder {
+        let shared = publisher.shared.clone();
         let tip = {
             let index = shared.index.read().expect("index lock");
             Tip {
@@ -139,7 +139,7 @@ impl Builder {
                 biased;
                 synced = until_synced(&mut self.in_flight) => match synced {
                     Synced::Written(written) => {
-                        if let Err(why) = self.durable(written) {
+                        if let Err(why) = self.durable(*written) {
                             self.fail(&why);
                             return self.close.take();
                         }

@@ -35,7 +35,7 @@ pub struct Written {
 /// What the syncer tells the builder about a commit.
 pub enum Synced {
     /// Durable, for the builder to index and answer (after handing over the next commit).
-    Written(Written),
+    Written(Box<Written>),
     /// Durable, indexed and answered by the syncer; its buffer, for reuse.
     Indexed(Vec<u8>),
     /// Failed, and with it the store (its appenders are answered already): why.
@@ -225,7 +225,7 @@ impl Syncer {
                     offset,
                     new_segment,
                 };
-                let _ = synced.send(Synced::Written(written));
+                let _ = synced.send(Synced::Written(Box::new(written)));
                 self.prepare_spare_when_half_full();
                 continue;
             }

@@ -155,7 +155,6 @@ impl Writer {
             .spawn(move || syncer.run(commits))
             .expect("spawning a thread");
         let builder = Builder::new(
-            self.shared,
             self.limits,
             self.clock,
             self.receiver,
