@@ -243,6 +243,7 @@ impl Builder {
         if let Some((request, reply)) = self.carried.take() {
             self.decide(request, reply);
         }
+        self.mark_waiting();
     }
 
     /// The commit in flight is durable, left to the builder to publish. Hands the next

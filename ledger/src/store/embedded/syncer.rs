@@ -1,9 +1,10 @@
-//! The syncer: writes and syncs the commits the builder hands it, one at a time, and hands
-//! each back once its `fdatasync` returned.
+//! The syncer: writes and syncs the commits the builder hands it, one at a time, and
+//! publishes each (index, head, `HEAD`, answers) once its `fdatasync` returned, or hands it
+//! back for the builder to publish when the builder has the next commit waiting.
 //!
-//! It owns the active segment (where the next commit goes, rolling to a new segment). The
-//! builder indexes and answers a commit only once the syncer handed it back, so readers
-//! never see an event that a crash could take back.
+//! It owns the active segment (where the next commit goes, rolling to a new segment). A
+//! commit is indexed and answered only after its `fdatasync` returned, so readers never
+//! see an event that a crash could take back.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
