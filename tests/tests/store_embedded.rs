@@ -242,64 +242,151 @@ async fn a_failed_fdatasync_fails_the_store_until_it_is_reopened() {
     conformance::read_everything(&store).await;
 }
 
-/// Makes every `fdatasync` slow, so that appends arrive while a commit is in flight.
-struct SlowSync;
+/// Holds the next `fdatasync` once armed: says when the syncer reached it and keeps it
+/// there until released, so a test can act while a commit is certainly in flight.
+#[derive(Default)]
+struct SyncGate {
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
 
-impl ledger::store::embedded::IoFaults for SlowSync {
+#[derive(Default)]
+struct GateState {
+    armed: bool,
+    entered: bool,
+    released: bool,
+}
+
+impl SyncGate {
+    fn arm(&self) {
+        let mut state = self.state.lock().unwrap();
+        *state = GateState {
+            armed: true,
+            ..GateState::default()
+        };
+    }
+
+    /// Blocks until the syncer is held at the gate.
+    fn wait_entered(&self) {
+        let state = self.state.lock().unwrap();
+        drop(self.changed.wait_while(state, |s| !s.entered).unwrap());
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().released = true;
+        self.changed.notify_all();
+    }
+}
+
+impl ledger::store::embedded::IoFaults for SyncGate {
     fn before(&self, operation: ledger::store::embedded::IoOperation) -> std::io::Result<()> {
         if operation == ledger::store::embedded::IoOperation::Sync {
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            let mut state = self.state.lock().unwrap();
+            if state.armed {
+                state.armed = false;
+                state.entered = true;
+                self.changed.notify_all();
+                drop(self.changed.wait_while(state, |s| !s.released).unwrap());
+            }
         }
         Ok(())
     }
 }
 
 /// Appends submitted while a commit is in flight are decided against it: retries of its
-/// command ids are answered with its result and never written twice, versions stay
-/// gap-free, and commits keep rolling segments correctly.
-#[tokio::test]
+/// command ids wait and are answered with its result, retries of the commit being built
+/// join it, nothing is written twice and versions stay gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_of_a_commit_in_flight_are_answered_once_it_is_durable() {
     let directory = tempfile::tempdir().unwrap();
+    let gate = std::sync::Arc::new(SyncGate::default());
     let options = EmbeddedOptions {
-        faults: Some(std::sync::Arc::new(SlowSync)),
-        ..small_segments()
+        faults: Some(gate.clone()),
+        // With room for one append in the queue, a `submit` returns only once the builder
+        // has taken (and so decided) the append before it. The builder takes appends
+        // while a commit is in flight unless the one it builds is full or must start a
+        // new segment: the default limits and segment size keep every round far from both.
+        append_queue_depth_max: 1,
+        ..EmbeddedOptions::default()
     };
     let (store, _) = EmbeddedStore::open(directory.path(), options)
         .await
         .unwrap();
-    let request = |round: usize, i: usize| {
-        append(
-            &format!("c-{round}-{i}"),
-            &[],
-            vec![event(&format!("s-{}", i % 4), &[round as u8; 100])],
-        )
-    };
     for round in 0..40 {
-        let mut pending = Vec::new();
-        for i in 0..16 {
-            pending.push(store.submit(request(round, i)).await.unwrap());
+        gate.arm();
+        // Alone in the queue: the commit the gate holds is exactly this append.
+        let first = store.submit(retried_request(round, 0)).await.unwrap();
+        let held = gate.clone();
+        tokio::task::spawn_blocking(move || held.wait_entered())
+            .await
+            .unwrap();
+        let mut pending = vec![first];
+        for i in 1..16 {
+            pending.push(store.submit(retried_request(round, i)).await.unwrap());
         }
-        // Let the builder hand the commit over, then retry while it syncs (or, when it
-        // was quicker, once it is durable: both must give the original result).
-        tokio::time::sleep(std::time::Duration::from_micros(300)).await;
         let mut retries = Vec::new();
         for i in 0..16 {
-            retries.push(store.submit(request(round, i)).await.unwrap());
+            retries.push(store.submit(retried_request(round, i)).await.unwrap());
         }
+        // Once this is queued the builder has decided every retry, all while the commit
+        // the gate holds was not durable yet.
+        let marker = append(&format!("m-{round}"), &[], vec![event("marker", b"m")]);
+        let marker = store.submit(marker).await.unwrap();
+        gate.release();
         for (p, retry) in pending.into_iter().zip(retries) {
             assert_eq!(p.await.unwrap(), retry.await.unwrap());
         }
+        marker.await.unwrap();
     }
-    assert_eq!(store.head().await.unwrap().position, 40 * 16);
-    let events = conformance::read_everything(&store).await;
+    assert_eq!(store.head().await.unwrap().position, 40 * 17);
+    assert_versions_gap_free(&store, 160).await;
+}
+
+/// The appends of `retries_of_…`: 16 a round over 4 streams.
+fn retried_request(round: usize, i: usize) -> ledger::store::AppendRequest {
+    append(
+        &format!("c-{round}-{i}"),
+        &[],
+        vec![event(&format!("s-{}", i % 4), &[round as u8; 100])],
+    )
+}
+
+async fn assert_versions_gap_free(store: &EmbeddedStore, per_stream: u64) {
+    let events = conformance::read_everything(store).await;
     for stream in 0..4 {
         let versions: Vec<u64> = events
             .iter()
             .filter(|e| e.stream_id.as_str() == format!("s-{stream}"))
             .map(|e| e.stream_version)
             .collect();
-        assert_eq!(versions, (1..=160).collect::<Vec<u64>>());
+        assert_eq!(versions, (1..=per_stream).collect::<Vec<u64>>());
     }
+}
+
+/// Appends and their retries queued back to back, across many segment rolls: however they
+/// fall into commits (in flight, being built, durable), each retry gets the original
+/// result and the log survives a reopen whole.
+#[tokio::test]
+async fn retries_across_segment_rolls_are_answered_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, _) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    for round in 0..40 {
+        let mut pending = Vec::new();
+        for i in 0..16 {
+            pending.push(store.submit(retried_request(round, i)).await.unwrap());
+        }
+        let mut retries = Vec::new();
+        for i in 0..16 {
+            retries.push(store.submit(retried_request(round, i)).await.unwrap());
+        }
+        for (p, retry) in pending.into_iter().zip(retries) {
+            assert_eq!(p.await.unwrap(), retry.await.unwrap());
+        }
+    }
+    assert_eq!(store.head().await.unwrap().position, 40 * 16);
+    assert_versions_gap_free(&store, 160).await;
     store.close().await;
     drop(store);
     let (_store, report) = EmbeddedStore::open(directory.path(), small_segments())

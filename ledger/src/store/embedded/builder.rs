@@ -6,16 +6,25 @@
 //! durable index. A retry of a command id that is in the commit in flight is deferred and
 //! decided again once that commit is durable, when the durable index answers it: it is
 //! never written twice.
+//!
+//! When a commit comes back from the syncer durable and a next one is waiting, the builder
+//! first hands that over (the syncer's `pwrite` then follows the `fdatasync` by one
+//! hand-off), then indexes the durable commit, advances the head and answers its appenders
+//! while the next one syncs. It decides nothing in between: a commit it decides against is
+//! in flight or in the index, never in neither. With nothing waiting the syncer publishes
+//! the commit itself (`syncer::Publisher`), as a lone appender wants.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+
+use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::index::CommandEntry;
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
-use super::syncer::{Handoff, Synced};
+use super::syncer::{self, Handoff, Publisher, Synced, Written};
 use super::writer::{
     Accepted, AppendReply, Commit, DecidingMaps, Shared, Submitted, WriterLimits, WriterMessage,
 };
@@ -63,18 +72,20 @@ pub struct Builder {
     reusable_maps: DecidingMaps,
     /// Appends in the last commit handed to the syncer.
     last_commit_appends: usize,
+    publisher: Arc<Publisher>,
 }
 
 impl Builder {
     pub fn new(
-        shared: Arc<Shared>,
         limits: WriterLimits,
         clock: Arc<dyn Clock>,
         receiver: mpsc::Receiver<WriterMessage>,
         syncer: SyncSender<Handoff>,
+        publisher: Arc<Publisher>,
         write_offset: u64,
         active_segment_bytes: u64,
     ) -> Builder {
+        let shared = publisher.shared.clone();
         let tip = {
             let index = shared.index.read().expect("index lock");
             Tip {
@@ -101,6 +112,7 @@ impl Builder {
             reusable_buffer: Vec::new(),
             reusable_maps: DecidingMaps::default(),
             last_commit_appends: 0,
+            publisher,
         }
     }
 
@@ -126,8 +138,14 @@ impl Builder {
             tokio::select! {
                 biased;
                 synced = until_synced(&mut self.in_flight) => match synced {
-                    Ok(buffer) => self.durable(buffer),
-                    Err(why) => {
+                    Synced::Written(written) => {
+                        if let Err(why) = self.durable(*written) {
+                            self.fail(&why);
+                            return self.close.take();
+                        }
+                    }
+                    Synced::Indexed(buffer) => self.indexed(buffer),
+                    Synced::Failed(why) => {
                         self.fail(&why);
                         return self.close.take();
                     }
@@ -141,6 +159,7 @@ impl Builder {
                             Err(_) => break,
                         }
                     }
+                    self.mark_waiting();
                 }
             }
         }
@@ -167,8 +186,18 @@ impl Builder {
         }
     }
 
+    /// Tells the syncer whether a commit waits for it (then it leaves the bookkeeping of
+    /// the one it syncs to the builder, which hands the waiting one over first).
+    fn mark_waiting(&self) {
+        let waiting = self.building.as_ref().is_some_and(|c| c.appends > 0);
+        self.publisher
+            .next_waiting
+            .store(waiting, Ordering::Release);
+    }
+
     /// Seals the commit being built and hands it to the (idle) syncer.
     fn hand(&mut self) {
+        self.publisher.next_waiting.store(false, Ordering::Release);
         let mut commit = self.building.take().expect("a commit is being built");
         commit.seal();
         self.last_commit_appends = commit.appends.min(self.limits.commit_appends_max);
@@ -195,20 +224,68 @@ impl Builder {
         self.syncer
             .send(Handoff { commit, synced })
             .expect("the syncer runs until it fails or the builder hangs up");
-        if let Some((request, reply)) = self.carried.take() {
-            self.decide(request, reply);
-        }
     }
 
-    /// The commit in flight is durable and indexed.
-    fn durable(&mut self, buffer: Vec<u8>) {
+    /// The commit in flight is durable and was indexed and answered by the syncer.
+    fn indexed(&mut self, buffer: Vec<u8>) {
         if let Some(in_flight) = self.in_flight.take() {
             self.reusable_maps = in_flight.maps.cleared();
         }
         self.reusable_buffer = buffer;
+        self.decide_postponed();
+    }
+
+    /// Decides again what waited for the commit in flight to be indexed.
+    fn decide_postponed(&mut self) {
         for (request, reply) in std::mem::take(&mut self.deferred) {
             self.decide(request, reply);
         }
+        if let Some((request, reply)) = self.carried.take() {
+            self.decide(request, reply);
+        }
+        self.mark_waiting();
+    }
+
+    /// The commit in flight is durable, left to the builder to publish. Hands the next
+    /// commit to the syncer first, then indexes and answers this one. An error is the
+    /// store's failure, after this commit was indexed and answered (it is durable).
+    fn durable(&mut self, written: Written) -> Result<(), String> {
+        let Written {
+            commit,
+            offset,
+            mut new_segment,
+        } = written;
+        // Everything queued meanwhile joins the next commit; deciding it still sees the
+        // durable one as in flight.
+        while self.accepting() {
+            match self.receiver.try_recv() {
+                Ok(message) => self.take(Some(message)),
+                Err(_) => break,
+            }
+        }
+        // HEAD before the next commit goes: if it cannot be written the store fails, and
+        // nothing may be written after a commit whose appenders are told it failed.
+        let head_file = self.publisher.write_head_file(&commit);
+        let in_flight = self.in_flight.take().expect("a commit was in flight");
+        if head_file.is_ok() && self.building.as_ref().is_some_and(|c| c.appends > 0) {
+            self.hand();
+        }
+        // From here until it is indexed the durable commit is in neither layer deciding
+        // looks at: nothing is decided before then. The commit before it is indexed: it
+        // came back before this one was handed over.
+        let indexed = self
+            .publisher
+            .index_if_next(&commit, offset, &mut new_segment);
+        assert!(indexed, "commits are indexed in order");
+        let (buffer, requests) = syncer::answer(commit);
+        self.reusable_maps = in_flight.maps.cleared();
+        self.reusable_buffer = buffer;
+        drop(requests);
+        if let Err(error) = head_file {
+            return Err(self.shared.record_failure(&error));
+        }
+        self.decide_postponed();
+        Ok(())
     }
 
     /// The commit in flight failed (and with it the store): everything after it fails too.
@@ -360,7 +437,7 @@ async fn until_synced(in_flight: &mut Option<InFlight>) -> Synced {
     match in_flight {
         Some(in_flight) => (&mut in_flight.synced)
             .await
-            .unwrap_or_else(|_| Err("the event store's syncer stopped".to_string())),
+            .unwrap_or_else(|_| Synced::Failed("the event store's syncer stopped".to_string())),
         None => std::future::pending().await,
     }
 }

@@ -1,13 +1,18 @@
-//! The syncer: writes, syncs and publishes the commits the builder hands it, one at a time.
+//! The syncer: writes and syncs the commits the builder hands it, one at a time, and
+//! publishes each (index, head, `HEAD`, answers) once its `fdatasync` returned, or hands it
+//! back for the builder to publish when the builder has the next commit waiting.
 //!
-//! It owns the active segment (where the next commit goes, rolling to a new segment) and
-//! is the index's only writer. A commit is indexed and answered only after its
-//! `fdatasync` returned, so readers never see an event that a crash could take back.
+//! It owns the active segment (where the next commit goes, rolling to a new segment). A
+//! commit is indexed and answered only after its `fdatasync` returned, so readers never
+//! see an event that a crash could take back.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{oneshot, watch};
 
@@ -18,156 +23,79 @@ use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
 
-/// What the syncer tells the builder about a commit: durable (and indexed), with its buffer
-/// back for reuse, or failed, with the reason the store failed.
-pub type Synced = Result<Vec<u8>, String>;
-
-/// A commit for the syncer, and where to say how it went.
-pub struct Handoff {
+/// A commit whose `fdatasync` returned, back to the builder to be indexed and answered.
+pub struct Written {
     pub commit: Commit,
-    pub synced: oneshot::Sender<Synced>,
+    /// Where in its segment the commit starts.
+    pub offset: u64,
+    /// The segment the syncer rolled to for this commit: the builder adds it to the index
+    /// just before the commit's events, after the commit before it is indexed.
+    pub new_segment: Option<SegmentEntry>,
 }
 
-pub struct Syncer {
-    shared: Arc<Shared>,
-    segment_size_bytes: u64,
-    head_sender: watch::Sender<Position>,
-    head_file: HeadFile,
-    /// Where the next commit goes in the active (last) segment.
-    write_offset: u64,
-    /// The active segment's size (segments keep the size they were created with).
-    active_segment_bytes: u64,
-    spare: Option<JoinHandle<std::io::Result<PathBuf>>>,
-    faults: Option<Arc<dyn IoFaults>>,
+/// What the syncer tells the builder about a commit.
+pub enum Synced {
+    /// Durable, for the builder to index and answer (after handing over the next commit).
+    Written(Box<Written>),
+    /// Durable, indexed and answered by the syncer; its buffer, for reuse.
+    Indexed(Vec<u8>),
+    /// Failed, and with it the store (its appenders are answered already): why.
+    Failed(String),
 }
 
-impl Syncer {
-    pub fn new(
-        shared: Arc<Shared>,
-        segment_size_bytes: u64,
-        head_sender: watch::Sender<Position>,
-        head_file: HeadFile,
-        write_offset: u64,
-        active_segment_bytes: u64,
-        faults: Option<Arc<dyn IoFaults>>,
-    ) -> Syncer {
-        Syncer {
-            shared,
-            segment_size_bytes,
-            head_sender,
-            head_file,
-            write_offset,
-            active_segment_bytes,
-            spare: None,
-            faults,
+/// What makes a durable commit visible: the index, the head `watch` and `HEAD`. Whoever
+/// gets to a commit uses it: the builder when it has the next commit waiting (it hands
+/// that over first), else the syncer, which saves the hop to the builder's thread (what a
+/// lone appender waits on). Commits are indexed in order either way: the syncer indexes a
+/// commit only if the one before it is indexed already.
+pub struct Publisher {
+    pub shared: Arc<Shared>,
+    pub head_sender: watch::Sender<Position>,
+    pub head_file: HeadFile,
+    /// Set by the builder while it has appends waiting for the syncer to be free.
+    pub next_waiting: AtomicBool,
+}
+
+impl Publisher {
+    /// Writes the durable commit's last position to `HEAD`.
+    pub fn write_head_file(&self, commit: &Commit) -> Result<(), StoreError> {
+        if commit.buffer.is_empty() {
+            return Ok(());
         }
+        self.head_file
+            .publish(commit.next_position - 1)
+            .map_err(|e| StoreError::io(self.head_file.path(), e))
     }
 
-    /// Runs until the builder hangs up, or until a commit fails (the store is then failed
-    /// and the builder answers everything after it).
-    pub fn run(mut self, commits: std::sync::mpsc::Receiver<Handoff>) {
-        for Handoff { mut commit, synced } in commits {
-            if commit.buffer.is_empty() {
-                // Only answers: durable as soon as the commit before it was.
-                let _ = synced.send(Ok(std::mem::take(&mut commit.buffer)));
-                answer(commit);
-                continue;
-            }
-            match self.write(&commit) {
-                Ok(()) => {
-                    let published = self.publish(&commit);
-                    let buffer = std::mem::take(&mut commit.buffer);
-                    // Answer first: the appenders' next appends then have a chance to join
-                    // the next commit instead of waiting for the one after it. The commit is
-                    // durable and indexed even if `HEAD` could not be written.
-                    let requests = answer(commit);
-                    if let Err(error) = published {
-                        let why = self.shared.record_failure(&error);
-                        let _ = synced.send(Err(why));
-                        break;
-                    }
-                    let _ = synced.send(Ok(buffer));
-                    // Freed once the builder has its go: not on the way to it.
-                    drop(requests);
-                    self.prepare_spare_when_half_full();
-                }
-                Err(error) => {
-                    // Recorded before any appender can see its reply channel close.
-                    let why = self.shared.record_failure(&error);
-                    commit.fail(&why);
-                    let _ = synced.send(Err(why));
-                    break;
-                }
-            }
-        }
-        if let Some(spare) = self.spare.take() {
-            let _ = spare.join();
-        }
-    }
-
-    /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
-    /// in the rest of this one.
-    fn write(&mut self, commit: &Commit) -> Result<(), StoreError> {
-        if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
-            self.roll(commit.first_position, commit.first_previous_hash)?;
-        }
-        let index = self.shared.index.read().expect("index lock");
-        let segment = index.segments.last().expect("a segment is open");
-        let (file, path) = (segment.file.clone(), segment.path.clone());
-        drop(index);
-        let faults = self.faults.as_deref();
-        let check = |operation| faults.map_or(Ok(()), |faults| faults.before(operation));
-        check(IoOperation::Write)
-            .and_then(|()| file.write_all_at(&commit.buffer, self.write_offset))
-            .and_then(|()| check(IoOperation::Sync))
-            .and_then(|()| file.sync_data())
-            .map_err(|e| StoreError::io(path, e))
-    }
-
-    fn roll(&mut self, first_position: Position, previous_hash: Hash32) -> Result<(), StoreError> {
-        let directory = self.shared.segments_directory.clone();
-        let spare = match self.spare.take() {
-            Some(preparing) => preparing.join().expect("spare preparation does not panic"),
-            None => segment::prepare_spare(&directory, self.segment_size_bytes),
-        }
-        .map_err(|e| StoreError::io(&directory, e))?;
-        let header = SegmentHeader {
-            first_position,
-            previous_hash,
-        };
-        let (path, file) = segment::install_spare(&directory, &spare, header)
-            .map_err(|e| StoreError::io(&directory, e))?;
-        tracing::debug!(segment = %path.display(), first_position, "rolled to a new segment");
-        self.shared
-            .index
-            .write()
-            .expect("index lock")
-            .segments
-            .push(SegmentEntry {
-                path,
-                file: Arc::new(file),
-                first_position,
-                offsets: Vec::new(),
-                end_offset: SEGMENT_HEADER_BYTES,
-            });
-        self.write_offset = SEGMENT_HEADER_BYTES;
-        self.active_segment_bytes = self.segment_size_bytes;
-        Ok(())
-    }
-
-    /// The commit is durable: index it, advance the head and publish it in `HEAD`.
-    fn publish(&mut self, commit: &Commit) -> Result<(), StoreError> {
+    /// Indexes a durable commit written at `offset` (with the segment it rolled to, if
+    /// any) and advances the head, if the commit before it is indexed; returns whether it
+    /// did.
+    pub fn index_if_next(
+        &self,
+        commit: &Commit,
+        offset: u64,
+        new_segment: &mut Option<SegmentEntry>,
+    ) -> bool {
         let head = {
             let mut index = self.shared.index.write().expect("index lock");
+            if index.head.position + 1 != commit.first_position {
+                return false;
+            }
+            if commit.buffer.is_empty() {
+                return true;
+            }
+            if let Some(segment) = new_segment.take() {
+                index.segments.push(segment);
+            }
             for accepted in &commit.accepted {
                 let positions = accepted.result.first_position..;
-                for ((position, offset), event) in positions
+                for ((position, at), event) in positions
                     .zip(&accepted.offsets)
                     .zip(&accepted.request.events)
                 {
                     index.add_event(
                         position,
-                        self.write_offset + *offset as u64,
+                        offset + *at as u64,
                         &event.stream_id,
                         accepted.command_key,
                     );
@@ -175,40 +103,32 @@ impl Syncer {
             }
             index.head.hash = commit.previous_hash;
             index.last_recorded_at = commit.recorded_at;
-            self.write_offset += commit.buffer.len() as u64;
             index
                 .segments
                 .last_mut()
                 .expect("a segment is open")
-                .end_offset = self.write_offset;
+                .end_offset = offset + commit.buffer.len() as u64;
             index.head.position
         };
         assert_eq!(head + 1, commit.next_position);
-        self.head_sender.send_replace(head);
-        // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
-        self.head_file
-            .publish(head)
-            .map_err(|e| StoreError::io(self.head_file.path(), e))
-    }
-
-    fn prepare_spare_when_half_full(&mut self) {
-        if self.spare.is_none() && self.write_offset > self.active_segment_bytes / 2 {
-            let directory = self.shared.segments_directory.clone();
-            let size = self.segment_size_bytes;
-            self.spare = Some(
-                std::thread::Builder::new()
-                    .name("stemma-spare-segment".into())
-                    .spawn(move || segment::prepare_spare(&directory, size))
-                    .expect("spawning a thread"),
-            );
-        }
+        // Two threads publish: the head only ever moves forward.
+        self.head_sender.send_if_modified(|published| {
+            let newer = head > *published;
+            if newer {
+                *published = head;
+            }
+            newer
+        });
+        true
     }
 }
 
-/// Sends every answer of a durable commit. Returns the requests, to be freed later.
+/// Sends every answer of a durable commit. Returns its buffer, for reuse, and the
+/// requests, to be freed once the answers are out.
 // The boxes are what is handed back to be freed: unboxing would copy each request.
 #[allow(clippy::vec_box)]
-fn answer(commit: Commit) -> Vec<Box<Submitted>> {
+pub fn answer(mut commit: Commit) -> (Vec<u8>, Vec<Box<Submitted>>) {
+    let buffer = std::mem::take(&mut commit.buffer);
     let mut requests = Vec::with_capacity(commit.accepted.len());
     for accepted in commit.accepted {
         requests.push(accepted.request);
@@ -223,5 +143,174 @@ fn answer(commit: Commit) -> Vec<Box<Submitted>> {
     for (reply, outcome) in commit.answers {
         let _ = reply.send(outcome);
     }
-    requests
+    (buffer, requests)
+}
+
+/// A commit for the syncer, and where to say how it went.
+pub struct Handoff {
+    pub commit: Commit,
+    pub synced: oneshot::Sender<Synced>,
+}
+
+pub struct Syncer {
+    shared: Arc<Shared>,
+    publisher: Arc<Publisher>,
+    segment_size_bytes: u64,
+    /// The active (last) segment: the index learns of a new one only when its first
+    /// commit is indexed.
+    active: (Arc<File>, PathBuf),
+    /// Where the next commit goes in the active segment.
+    write_offset: u64,
+    /// The active segment's size (segments keep the size they were created with).
+    active_segment_bytes: u64,
+    spare: Option<JoinHandle<std::io::Result<PathBuf>>>,
+    faults: Option<Arc<dyn IoFaults>>,
+}
+
+impl Syncer {
+    pub fn new(
+        shared: Arc<Shared>,
+        publisher: Arc<Publisher>,
+        segment_size_bytes: u64,
+        write_offset: u64,
+        active_segment_bytes: u64,
+        faults: Option<Arc<dyn IoFaults>>,
+    ) -> Syncer {
+        let active = {
+            let index = shared.index.read().expect("index lock");
+            let segment = index.segments.last().expect("a segment is open");
+            (segment.file.clone(), segment.path.clone())
+        };
+        Syncer {
+            shared,
+            publisher,
+            segment_size_bytes,
+            active,
+            write_offset,
+            active_segment_bytes,
+            spare: None,
+            faults,
+        }
+    }
+
+    /// Runs until the builder hangs up, or until a commit fails (the store is then failed
+    /// and the builder answers everything after it).
+    ///
+    /// With the builder's next commit waiting, it only writes and syncs: the builder
+    /// hands that over first, then indexes and answers this one, so the next `pwrite`
+    /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
+    pub fn run(mut self, commits: std::sync::mpsc::Receiver<Handoff>) {
+        for Handoff { commit, synced } in commits {
+            let written = if commit.buffer.is_empty() {
+                // Only answers: durable as soon as the commit before it was.
+                Ok((self.write_offset, None))
+            } else {
+                self.write(&commit)
+            };
+            let (offset, mut new_segment) = match written {
+                Ok(written) => written,
+                Err(error) => {
+                    // Recorded before any appender can see its reply channel close.
+                    let why = self.shared.record_failure(&error);
+                    commit.fail(&why);
+                    let _ = synced.send(Synced::Failed(why));
+                    break;
+                }
+            };
+            let publisher = &self.publisher;
+            let publish_here = !publisher.next_waiting.load(Ordering::Acquire)
+                && publisher.index_if_next(&commit, offset, &mut new_segment);
+            if !publish_here {
+                let written = Written {
+                    commit,
+                    offset,
+                    new_segment,
+                };
+                let _ = synced.send(Synced::Written(Box::new(written)));
+                self.prepare_spare_when_half_full();
+                continue;
+            }
+            // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
+            let head_file = publisher.write_head_file(&commit);
+            // Answer first: the appenders' next appends then have a chance to join the next
+            // commit instead of waiting for the one after it. The commit is durable and
+            // indexed even if `HEAD` could not be written.
+            let (buffer, requests) = answer(commit);
+            if let Err(error) = head_file {
+                let _ = synced.send(Synced::Failed(self.shared.record_failure(&error)));
+                break;
+            }
+            let _ = synced.send(Synced::Indexed(buffer));
+            // Freed once the builder has its go: not on the way to it.
+            drop(requests);
+            self.prepare_spare_when_half_full();
+        }
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+
+    /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
+    /// in the rest of this one. Returns where it starts, and the new segment if it rolled.
+    fn write(&mut self, commit: &Commit) -> Result<(u64, Option<SegmentEntry>), StoreError> {
+        let mut new_segment = None;
+        if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
+            new_segment = Some(self.roll(commit.first_position, commit.first_previous_hash)?);
+        }
+        let (file, path) = &self.active;
+        let offset = self.write_offset;
+        let faults = self.faults.as_deref();
+        let check = |operation| faults.map_or(Ok(()), |faults| faults.before(operation));
+        check(IoOperation::Write)
+            .and_then(|()| file.write_all_at(&commit.buffer, offset))
+            .and_then(|()| check(IoOperation::Sync))
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StoreError::io(path, e))?;
+        self.write_offset += commit.buffer.len() as u64;
+        Ok((offset, new_segment))
+    }
+
+    fn roll(
+        &mut self,
+        first_position: Position,
+        previous_hash: Hash32,
+    ) -> Result<SegmentEntry, StoreError> {
+        let directory = self.shared.segments_directory.clone();
+        let spare = match self.spare.take() {
+            Some(preparing) => preparing.join().expect("spare preparation does not panic"),
+            None => segment::prepare_spare(&directory, self.segment_size_bytes),
+        }
+        .map_err(|e| StoreError::io(&directory, e))?;
+        let header = SegmentHeader {
+            first_position,
+            previous_hash,
+        };
+        let (path, file) = segment::install_spare(&directory, &spare, header)
+            .map_err(|e| StoreError::io(&directory, e))?;
+        tracing::debug!(segment = %path.display(), first_position, "rolled to a new segment");
+        let file = Arc::new(file);
+        self.active = (file.clone(), path.clone());
+        self.write_offset = SEGMENT_HEADER_BYTES;
+        self.active_segment_bytes = self.segment_size_bytes;
+        Ok(SegmentEntry {
+            path,
+            file,
+            first_position,
+            offsets: Vec::new(),
+            end_offset: SEGMENT_HEADER_BYTES,
+        })
+    }
+
+    fn prepare_spare_when_half_full(&mut self) {
+        if self.spare.is_none() && self.write_offset > self.active_segment_bytes / 2 {
+            let directory = self.shared.segments_directory.clone();
+            let size = self.segment_size_bytes;
+            self.spare = Some(
+                std::thread::Builder::new()
+                    .name("stemma-spare-segment".into())
+                    .spawn(move || segment::prepare_spare(&directory, size))
+                    .expect("spawning a thread"),
+            );
+        }
+    }
 }

@@ -6,11 +6,14 @@
 //! hands the commit to the syncer (`syncer.rs`) as soon as the syncer is idle, so every
 //! append that arrives while the disk is busy joins the next commit (concurrency turns into
 //! batch size) and encoding overlaps the previous `fdatasync`. The syncer writes the commit
-//! with one `pwrite`, makes it durable with one `fdatasync`, then indexes it, advances the
-//! head and answers the appenders.
+//! with one `pwrite` and makes it durable with one `fdatasync`. If the builder has the next
+//! commit waiting, the syncer hands the durable one back and the builder hands over the
+//! next first, then indexes the durable one, advances the head and answers its appenders
+//! while the next one syncs; else the syncer does that itself.
 //!
 //! What recovery relies on (see `recovery.rs`) holds because one commit is in flight at
-//! most: commit k+1 is written only after commit k's `fdatasync` returned. A commit never
+//! most: the builder hands commit k+1 over only once commit k came back, after its
+//! `fdatasync` returned, so k+1 is written only after that. A commit never
 //! spans segments: the builder closes it where the segment ends, the syncer rolls.
 //!
 //! Every answer, refusals included, goes out with the commit it was decided in, once that
@@ -23,6 +26,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -30,7 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::builder::Builder;
 use super::head::HeadFile;
 use super::index::{CommandKey, FastMap, Index};
-use super::syncer::Syncer;
+use super::syncer::{Publisher, Syncer};
 use crate::store::codec;
 use crate::store::error::StoreError;
 use crate::store::types::{
@@ -132,11 +136,16 @@ impl Writer {
     pub fn run(self) {
         // One commit in flight at most: the builder only sends when the syncer is idle.
         let (handoff, commits) = std::sync::mpsc::sync_channel(1);
+        let publisher = Arc::new(Publisher {
+            shared: self.shared.clone(),
+            head_sender: self.head_sender,
+            head_file: self.head_file,
+            next_waiting: AtomicBool::new(false),
+        });
         let syncer = Syncer::new(
             self.shared.clone(),
+            publisher.clone(),
             self.limits.segment_size_bytes,
-            self.head_sender,
-            self.head_file,
             self.write_offset,
             self.active_segment_bytes,
             self.faults,
@@ -146,11 +155,11 @@ impl Writer {
             .spawn(move || syncer.run(commits))
             .expect("spawning a thread");
         let builder = Builder::new(
-            self.shared,
             self.limits,
             self.clock,
             self.receiver,
             handoff,
+            publisher,
             self.write_offset,
             self.active_segment_bytes,
         );
