@@ -10,7 +10,11 @@
 //! resident memory of that run (`VmHWM`, reset through `/proc/self/clear_refs` first).
 //!
 //! `cargo bench -p benches --bench audit -- --noplot` (`STEMMA_BENCH_DIR` sets where the
-//! log goes).
+//! log goes). `STEMMA_BENCH_AUDIT_LOG=DIR` keeps the log in `DIR` and reuses it when it is
+//! there already (generating 10,000,000 events takes minutes), and
+//! `STEMMA_BENCH_AUDIT_PLAIN=1` runs only the plain timed runs, not criterion's loop: for
+//! comparing two builds on the same log; `STEMMA_BENCH_AUDIT_ONLY=chain` (or `semantic`)
+//! runs only that pass, for a profiler.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -195,15 +199,26 @@ fn bench_verify(c: &mut Criterion) {
     let root = data_root();
     std::fs::create_dir_all(&root).unwrap();
     let directory = tempfile::tempdir_in(&root).unwrap();
-    let log = directory.path().join("audit-log");
-    let started = Instant::now();
-    generate(&log, events);
-    eprintln!(
-        "generated {events} events in {:.1} s ({} MiB of segments)",
-        started.elapsed().as_secs_f64(),
-        dir_bytes(&log.join("segments")) / (1024 * 1024)
-    );
+    let log = match std::env::var_os("STEMMA_BENCH_AUDIT_LOG") {
+        Some(kept) => std::path::PathBuf::from(kept),
+        None => directory.path().join("audit-log"),
+    };
+    if log.join("segments").is_dir() {
+        eprintln!("reusing the log in {}", log.display());
+    } else {
+        let started = Instant::now();
+        generate(&log, events);
+        eprintln!(
+            "generated {events} events in {:.1} s ({} MiB of segments)",
+            started.elapsed().as_secs_f64(),
+            dir_bytes(&log.join("segments")) / (1024 * 1024)
+        );
+    }
+    let only = std::env::var("STEMMA_BENCH_AUDIT_ONLY").ok();
     for (name, semantic) in [("chain", false), ("semantic", true)] {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
         for workers in [1, 0] {
             // Plain runs first: events/s, CPU time and peak memory, outside criterion's
             // loop. CPU time is the steadier number on a shared, busy machine.
@@ -233,6 +248,9 @@ fn bench_verify(c: &mut Criterion) {
                 peak_resident_kib().unwrap_or(0) / 1024
             );
         }
+    }
+    if std::env::var_os("STEMMA_BENCH_AUDIT_PLAIN").is_some() {
+        return;
     }
     let mut group = c.benchmark_group("audit_verify");
     group.sampling_mode(SamplingMode::Flat);

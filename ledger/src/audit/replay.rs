@@ -79,6 +79,26 @@ struct Payable {
     records: HashSet<NodeId>,
 }
 
+/// The envelope fields the checks read.
+#[derive(Clone, Copy, Debug)]
+pub struct EventAt<'a> {
+    pub position: Position,
+    pub stream_id: &'a str,
+    pub event_type: &'a str,
+    pub recorded_at: Timestamp,
+}
+
+impl<'a> EventAt<'a> {
+    pub fn of(recorded: &'a RecordedEvent) -> EventAt<'a> {
+        EventAt {
+            position: recorded.position,
+            stream_id: recorded.stream_id.as_str(),
+            event_type: recorded.event_type.as_str(),
+            recorded_at: recorded.recorded_at,
+        }
+    }
+}
+
 /// The replay's state: the domain's own, plus what the audit checks need.
 pub struct Replay {
     pub state: State,
@@ -113,7 +133,7 @@ fn rule_of(rejection: &Rejection, otherwise: Check) -> Check {
 
 /// `recorded_at` moved back by the recording delay: the latest moment the decision can
 /// have been taken, for checks that must not report a decision taken in time.
-fn decided_by(recorded: &RecordedEvent) -> Timestamp {
+fn decided_by(recorded: &EventAt<'_>) -> Timestamp {
     Timestamp(
         recorded
             .recorded_at
@@ -137,6 +157,17 @@ impl Replay {
 
     /// Checks `event` against the state before it, then applies it.
     pub fn apply(&mut self, recorded: &RecordedEvent, event: &DomainEvent, sink: &mut FindingSink) {
+        self.apply_at(&EventAt::of(recorded), event, sink);
+    }
+
+    /// `apply` with the envelope fields the checks read, borrowed: `verify` reads them
+    /// from the segment's bytes without building a `RecordedEvent`.
+    pub fn apply_at(
+        &mut self,
+        recorded: &EventAt<'_>,
+        event: &DomainEvent,
+        sink: &mut FindingSink,
+    ) {
         let continues_lines = matches!(
             (event, &self.open_lines),
             (DomainEvent::AllocationLinesContinued(e), Some(open))
@@ -147,7 +178,7 @@ impl Replay {
         }
         let at = |check: Check, expected: String, found: String| {
             Finding::new(recorded.position, check, expected, found)
-                .in_event(recorded.stream_id.as_str(), recorded.event_type.as_str())
+                .in_event(recorded.stream_id, recorded.event_type)
         };
         let checked = catch_unwind(AssertUnwindSafe(|| {
             self.check(recorded, event, &mut |check, expected, found| {
@@ -265,7 +296,7 @@ impl Replay {
     }
 
     /// The checks of one event. Returns whether it can be applied.
-    fn check(&mut self, recorded: &RecordedEvent, event: &DomainEvent, report: Report) -> bool {
+    fn check(&mut self, recorded: &EventAt<'_>, event: &DomainEvent, report: Report) -> bool {
         let state = &self.state;
         match event {
             DomainEvent::MemberRegistered(e) => {
@@ -558,7 +589,7 @@ impl Replay {
     }
 
     /// Rule 6 for a comment, and its target and author.
-    fn check_comment(&self, recorded: &RecordedEvent, e: &CommentPosted, report: Report) -> bool {
+    fn check_comment(&self, recorded: &EventAt<'_>, e: &CommentPosted, report: Report) -> bool {
         let state = &self.state;
         if state.comment(&e.comment_id).is_some() {
             report(
@@ -624,7 +655,7 @@ impl Replay {
     /// Rules 4, 5 and 6 for a proposal.
     fn check_proposal(
         &mut self,
-        recorded: &RecordedEvent,
+        recorded: &EventAt<'_>,
         e: &AllocationProposed,
         report: Report,
     ) -> bool {
@@ -739,7 +770,7 @@ impl Replay {
         self.open_lines = Some(OpenLines {
             distribution_id: e.distribution_id.clone(),
             position: recorded.position,
-            stream_id: recorded.stream_id.as_str().to_string(),
+            stream_id: recorded.stream_id.to_string(),
             event_type: "AllocationProposed",
             announced: e.line_count,
             remaining: e.line_count.saturating_sub(e.lines.len() as u32),
@@ -810,7 +841,7 @@ impl Replay {
     /// Rules 5 and 6 for an amendment.
     fn check_amendment(
         &mut self,
-        recorded: &RecordedEvent,
+        recorded: &EventAt<'_>,
         e: &AllocationAmended,
         report: Report,
     ) -> bool {
@@ -886,7 +917,7 @@ impl Replay {
         self.open_lines = Some(OpenLines {
             distribution_id: e.distribution_id.clone(),
             position: recorded.position,
-            stream_id: recorded.stream_id.as_str().to_string(),
+            stream_id: recorded.stream_id.to_string(),
             event_type: "AllocationAmended",
             announced: e.line_count,
             remaining: e.line_count.saturating_sub(e.lines.len() as u32),
@@ -937,7 +968,7 @@ impl Replay {
     /// Rules 5, 7 and 10 for a finalization, with the domain's own blockers.
     fn check_finalization(
         &self,
-        recorded: &RecordedEvent,
+        recorded: &EventAt<'_>,
         e: &AllocationFinalized,
         report: Report,
     ) -> bool {
@@ -1064,7 +1095,7 @@ impl Replay {
         true
     }
 
-    fn check_payout(&mut self, recorded: &RecordedEvent, e: &PayoutIssued, report: Report) -> bool {
+    fn check_payout(&mut self, recorded: &EventAt<'_>, e: &PayoutIssued, report: Report) -> bool {
         // A second issue is not applied: it would reset the payout to a first attempt.
         let first = self.issued.get(&e.payout_id).copied();
         if let Some(first) = first {

@@ -12,17 +12,18 @@
 //! - damaged bytes are skipped up to the next frame whose checksum holds (see `snapshot`).
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
 use super::findings::{Check, Finding, FindingSink};
-use super::replay::Replay;
+use super::replay::{EventAt, Replay};
 use crate::domain::DomainEvent;
 use crate::store::codec;
 use crate::store::embedded::snapshot::{LogSnapshot, ScanItem};
-use crate::store::{Hash32, Head, Position, RecordedEvent, StreamId, StreamVersion};
+use crate::store::{Hash32, Head, Position, StreamVersion};
 
 /// Events between two progress reports.
 pub const PROGRESS_INTERVAL_EVENTS: u64 = 65_536;
@@ -99,41 +100,73 @@ struct Chain {
     /// The stored hash of the last event read.
     previous_hash: Hash32,
     head: Head,
-    streams: HashMap<StreamId, StreamVersion, BuildHasherDefault<FxHasher>>,
+    /// Keyed by the stream id's text, so the borrowed envelope can look it up without
+    /// building a `StreamId`; foldhash is keyed per process, and SipHash was a tenth of the
+    /// chain check's profile.
+    streams: HashMap<Box<str>, StreamVersion, foldhash::fast::RandomState>,
     events: u64,
 }
 
-/// The multiply-rotate hash of rustc (FxHash): stream ids are not chosen by an attacker
-/// who could force collisions here (a colliding log only slows the audit down), and
-/// SipHash was a tenth of the chain check's profile.
-#[derive(Default)]
-struct FxHasher(u64);
+/// An envelope read in place from the batch's bytes: the fields of `RecordedEvent` in its
+/// bincode order (each identifier a newtype over a string, so the same bytes), borrowed,
+/// so checking an event allocates nothing. `decode_event` stays the reference: it gives
+/// the message of an envelope that does not decode.
+#[derive(bincode::BorrowDecode)]
+struct EnvelopeRef<'a> {
+    position: Position,
+    stream_id: &'a str,
+    stream_version: StreamVersion,
+    _event_id: [u8; 16],
+    event_type: &'a str,
+    schema_version: u16,
+    recorded_at: i64,
+    _command_id: &'a str,
+    _command_fingerprint: Option<u128>,
+    _correlation_id: Option<&'a str>,
+    _causation_id: Option<&'a str>,
+    _actor_service: &'a str,
+    _actor_on_behalf_of: Option<&'a str>,
+    payload: &'a [u8],
+    previous_hash: [u8; 32],
+    hash: [u8; 32],
+}
 
-impl std::hash::Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl<'a> EnvelopeRef<'a> {
+    fn decode(body: &'a [u8]) -> Result<EnvelopeRef<'a>, crate::store::CorruptionKind> {
+        match bincode::borrow_decode_from_slice::<EnvelopeRef<'a>, _>(
+            body,
+            bincode::config::standard(),
+        ) {
+            Ok((envelope, read)) if read == body.len() => Ok(envelope),
+            // The rare path: the owned decoder words the finding.
+            _ => Err(codec::decode_event(body).err().unwrap_or_else(|| {
+                crate::store::CorruptionKind::Undecodable(
+                    "the envelope does not decode in place".into(),
+                )
+            })),
+        }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in chunks.by_ref() {
-            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
-        }
-        for byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(SEED);
+    fn at(&self) -> EventAt<'a> {
+        EventAt {
+            position: self.position,
+            stream_id: self.stream_id,
+            event_type: self.event_type,
+            recorded_at: crate::time::Timestamp(self.recorded_at),
         }
     }
 }
 
-/// Frames gathered before they are decoded and hashed together on worker threads.
-pub const BATCH_FRAMES_MAX: usize = 4_096;
+/// Frames gathered before they are decoded and hashed together.
+pub const BATCH_FRAMES_MAX: usize = 16_384;
 /// Worker threads for decoding and hashing: the machine's cores, at most this many.
 pub const WORKERS_MAX: usize = 8;
 /// Below this many frames a batch is prepared on the calling thread: spawning would cost
 /// more than it saves.
 const BATCH_FRAMES_PARALLEL_MIN: usize = 256;
+/// Frames a thread claims at a time: large enough that claiming costs nothing, small
+/// enough that the threads finish a batch together.
+const CHUNK_FRAMES: usize = 64;
 
 /// A frame copied out of its segment, waiting in a batch.
 struct PendingFrame {
@@ -145,27 +178,28 @@ struct PendingFrame {
     body: std::ops::Range<usize>,
 }
 
-/// What the workers compute for one frame: everything that does not depend on the
+/// What is computed for one frame out of order: everything that does not depend on the
 /// frames before it.
-struct Prepared {
-    event: Result<RecordedEvent, crate::store::CorruptionKind>,
+struct Prepared<'a> {
+    event: Result<EnvelopeRef<'a>, crate::store::CorruptionKind>,
     /// `blake3(previous_hash field ‖ content) == hash field`.
     hash_valid: bool,
     domain: Option<Result<DomainEvent, crate::domain::events::EventDecodeError>>,
 }
 
-fn prepare(arena: &[u8], frame: &PendingFrame, semantic: bool) -> Prepared {
-    let body = &arena[frame.body.clone()];
-    let event = codec::decode_event(body);
+fn prepare<'a>(body: &'a [u8], semantic: bool) -> Prepared<'a> {
+    let event = EnvelopeRef::decode(body);
     let hash_valid = match &event {
-        Ok(event) => codec::body_hash_is_valid(&event.previous_hash, body, &event.hash),
+        Ok(event) => {
+            codec::body_hash_is_valid(&Hash32(event.previous_hash), body, &Hash32(event.hash))
+        }
         Err(_) => false,
     };
     let domain = match (&event, semantic) {
         (Ok(event), true) => Some(DomainEvent::decode(
-            event.event_type.as_str(),
+            event.event_type,
             event.schema_version,
-            &event.payload,
+            event.payload,
         )),
         _ => None,
     };
@@ -176,32 +210,39 @@ fn prepare(arena: &[u8], frame: &PendingFrame, semantic: bool) -> Prepared {
     }
 }
 
-/// Decodes and hashes `batch` on up to `workers` threads into `out` (reused), in order.
-fn prepare_batch(
-    arena: &[u8],
-    batch: &[PendingFrame],
+/// The chunks of one batch, handed out in order to whichever thread asks first. A slot
+/// per chunk, not per frame: setting a `OnceLock` per frame was a tenth of the profile.
+struct Chunks<'a> {
+    arena: &'a [u8],
+    batch: &'a [PendingFrame],
+    slots: &'a [OnceLock<Vec<Prepared<'a>>>],
+    next: AtomicUsize,
     semantic: bool,
-    workers: usize,
-    out: &mut Vec<Option<Prepared>>,
-) {
-    out.clear();
-    out.resize_with(batch.len(), || None);
-    if workers <= 1 || batch.len() < BATCH_FRAMES_PARALLEL_MIN {
-        for (slot, frame) in out.iter_mut().zip(batch) {
-            *slot = Some(prepare(arena, frame, semantic));
+}
+
+impl Chunks<'_> {
+    /// Prepares the next unclaimed chunk; `false` when none is left.
+    fn prepare_next(&self) -> bool {
+        let chunk = self.next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.slots.get(chunk) else {
+            return false;
+        };
+        let start = chunk * CHUNK_FRAMES;
+        let end = (start + CHUNK_FRAMES).min(self.batch.len());
+        let prepared = self.batch[start..end]
+            .iter()
+            .map(|frame| prepare(&self.arena[frame.body.clone()], self.semantic))
+            .collect();
+        if slot.set(prepared).is_err() {
+            unreachable!("each chunk is claimed once");
         }
-        return;
+        true
     }
-    let chunk = batch.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        for (slots, frames) in out.chunks_mut(chunk).zip(batch.chunks(chunk)) {
-            scope.spawn(move || {
-                for (slot, frame) in slots.iter_mut().zip(frames) {
-                    *slot = Some(prepare(arena, frame, semantic));
-                }
-            });
-        }
-    });
+
+    /// Leaves the chunks not yet claimed unprepared.
+    fn abandon(&self) {
+        self.next.store(self.slots.len(), Ordering::Relaxed);
+    }
 }
 
 /// One verification pass.
@@ -213,7 +254,6 @@ struct Pass<'p> {
     replay: Option<Replay>,
     batch: Vec<PendingFrame>,
     arena: Vec<u8>,
-    prepared: Vec<Option<Prepared>>,
     workers: usize,
     checkpoint_reached: bool,
     reported: Progress,
@@ -224,69 +264,108 @@ struct Pass<'p> {
 impl Pass<'_> {
     /// Verifies the frames batched so far, in order. Returns `false` once the checkpoint
     /// is reached (nothing after it is read).
+    ///
+    /// The checks in log order run on this thread while the other workers hash and decode
+    /// ahead of it; when the frame it needs is not ready, this thread prepares the next
+    /// unclaimed chunk itself, so both cores stay busy whichever side is slower.
     fn flush(&mut self) -> bool {
         if self.batch.is_empty() {
             return !self.checkpoint_reached;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let mut prepared = std::mem::take(&mut self.prepared);
-        prepare_batch(
-            &self.arena,
-            &batch,
-            self.options.semantic,
-            self.workers,
-            &mut prepared,
-        );
-        for (frame, prepared) in batch.iter().zip(prepared.iter_mut()) {
-            if self.checkpoint_reached {
-                break;
-            }
-            let prepared = prepared.take().expect("every frame is prepared");
-            let body = &self.arena[frame.body.clone()];
-            let path = &self.segments[frame.segment];
-            let Some((event, domain)) =
-                check_frame(&mut self.chain, path, frame, body, prepared, &mut self.sink)
-            else {
-                continue;
-            };
-            if let (Some(replay), Some(domain)) = (self.replay.as_mut(), domain) {
-                match domain {
-                    Ok(domain_event) => replay.apply(&event, &domain_event, &mut self.sink),
-                    Err(error) => self.sink.push(
-                        Finding::new(
-                            event.position,
-                            Check::Decode,
-                            format!(
-                                "a {} payload of schema version {}",
-                                event.event_type, event.schema_version
-                            ),
-                            error.to_string(),
-                        )
-                        .in_event(event.stream_id.as_str(), event.event_type.as_str()),
-                    ),
-                }
-            }
-            if self.chain.events.is_multiple_of(PROGRESS_INTERVAL_EVENTS) {
-                self.reported.position = self.chain.head.position;
-                self.reported.events = self.chain.events;
-                self.reported.findings = self.sink.total();
-                self.reported.bytes_read = self.segment_bases[frame.segment] + frame.offset;
-                (self.progress)(&self.reported);
-            }
-            if let Some(checkpoint) = self.options.checkpoint {
-                if event.position >= checkpoint.position {
-                    check_checkpoint(&event, checkpoint, &mut self.sink);
-                    self.checkpoint_reached = true;
-                }
-            }
-        }
+        self.check_batch();
         // Keep the allocations for the next batch.
-        self.batch = batch;
         self.batch.clear();
         self.arena.clear();
-        prepared.clear();
-        self.prepared = prepared;
         !self.checkpoint_reached
+    }
+
+    fn check_batch(&mut self) {
+        let slots: Vec<OnceLock<Vec<Prepared<'_>>>> = std::iter::repeat_with(OnceLock::new)
+            .take(self.batch.len().div_ceil(CHUNK_FRAMES))
+            .collect();
+        let chunks = Chunks {
+            arena: &self.arena,
+            batch: &self.batch,
+            slots: &slots,
+            next: AtomicUsize::new(0),
+            semantic: self.options.semantic,
+        };
+        let helpers = if self.batch.len() < BATCH_FRAMES_PARALLEL_MIN {
+            0
+        } else {
+            self.workers.saturating_sub(1)
+        };
+        let Pass {
+            options,
+            segments,
+            sink,
+            chain,
+            replay,
+            checkpoint_reached,
+            reported,
+            segment_bases,
+            progress,
+            ..
+        } = self;
+        std::thread::scope(|scope| {
+            let chunks = &chunks;
+            for _ in 0..helpers {
+                scope.spawn(move || while chunks.prepare_next() {});
+            }
+            let frames = chunks.batch.chunks(CHUNK_FRAMES).zip(chunks.slots);
+            'batch: for (frames, slot) in frames {
+                let prepared = loop {
+                    if let Some(prepared) = slot.get() {
+                        break prepared;
+                    }
+                    if !chunks.prepare_next() {
+                        // Another thread is preparing this chunk.
+                        std::thread::yield_now();
+                    }
+                };
+                for (frame, prepared) in frames.iter().zip(prepared) {
+                    if *checkpoint_reached {
+                        chunks.abandon();
+                        break 'batch;
+                    }
+                    let body = &chunks.arena[frame.body.clone()];
+                    let path = &segments[frame.segment];
+                    let Some(event) = check_frame(chain, path, frame, body, prepared, sink) else {
+                        continue;
+                    };
+                    if let (Some(replay), Some(domain)) = (replay.as_mut(), &prepared.domain) {
+                        match domain {
+                            Ok(domain_event) => replay.apply_at(&event.at(), domain_event, sink),
+                            Err(error) => sink.push(
+                                Finding::new(
+                                    event.position,
+                                    Check::Decode,
+                                    format!(
+                                        "a {} payload of schema version {}",
+                                        event.event_type, event.schema_version
+                                    ),
+                                    error.to_string(),
+                                )
+                                .in_event(event.stream_id, event.event_type),
+                            ),
+                        }
+                    }
+                    if chain.events.is_multiple_of(PROGRESS_INTERVAL_EVENTS) {
+                        reported.position = chain.head.position;
+                        reported.events = chain.events;
+                        reported.findings = sink.total();
+                        reported.bytes_read = segment_bases[frame.segment] + frame.offset;
+                        progress(reported);
+                    }
+                    if let Some(checkpoint) = options.checkpoint {
+                        if event.position >= checkpoint.position {
+                            check_checkpoint(event, checkpoint, sink);
+                            *checkpoint_reached = true;
+                        }
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -339,7 +418,6 @@ pub fn verify_until_stopped(
         replay: options.semantic.then(Replay::new),
         batch: Vec::with_capacity(BATCH_FRAMES_MAX),
         arena: Vec::new(),
-        prepared: Vec::with_capacity(BATCH_FRAMES_MAX),
         workers,
         checkpoint_reached: false,
         reported: Progress {
@@ -560,19 +638,16 @@ fn check_segment_header(
     }
 }
 
-type DecodedDomainEvent = Option<Result<DomainEvent, crate::domain::events::EventDecodeError>>;
-
-/// The chain checks of one frame, in log order. Returns the event (and its domain event,
-/// when the replay runs) if its envelope decodes.
-fn check_frame(
+/// The chain checks of one frame, in log order. Returns the envelope if it decodes.
+fn check_frame<'e>(
     chain: &mut Chain,
     path: &Path,
     frame: &PendingFrame,
     body: &[u8],
-    prepared: Prepared,
+    prepared: &'e Prepared<'e>,
     sink: &mut FindingSink,
-) -> Option<(RecordedEvent, DecodedDomainEvent)> {
-    let event = match prepared.event {
+) -> Option<&'e EnvelopeRef<'e>> {
+    let event = match &prepared.event {
         Ok(event) => event,
         Err(kind) => {
             sink.push(
@@ -594,7 +669,7 @@ fn check_frame(
     let position = event.position;
     let in_event = |finding: Finding| {
         finding
-            .in_event(event.stream_id.as_str(), event.event_type.as_str())
+            .in_event(event.stream_id, event.event_type)
             .at_bytes(path, frame.offset)
     };
     if position != chain.expected_position {
@@ -617,32 +692,32 @@ fn check_frame(
             format!("position {position}"),
         )));
     }
-    if event.previous_hash != chain.previous_hash {
+    let previous_hash = Hash32(event.previous_hash);
+    if previous_hash != chain.previous_hash {
         sink.push(in_event(Finding::new(
             position,
             Check::HashLink,
             format!("previous hash {}", chain.previous_hash),
-            format!("previous hash {}", event.previous_hash),
+            format!("previous hash {}", previous_hash),
         )));
     }
+    let hash = Hash32(event.hash);
     if !prepared.hash_valid {
-        let recomputed = crate::store::chain::expected_hash(&event);
+        let recomputed = codec::decode_event(body)
+            .map(|owned| crate::store::chain::expected_hash(&owned).to_string())
+            .unwrap_or_else(|error| error.to_string());
         sink.push(in_event(Finding::new(
             position,
             Check::Hash,
             format!("hash {} (of the stored content)", recomputed),
-            format!("hash {}", event.hash),
+            format!("hash {}", hash),
         )));
     }
-    chain.previous_hash = event.hash;
-    // Look up before inserting: cloning the stream id for every event costs an allocation.
-    if !chain.streams.contains_key(&event.stream_id) {
-        chain.streams.insert(event.stream_id.clone(), 0);
-    }
-    let version = chain
-        .streams
-        .get_mut(&event.stream_id)
-        .expect("inserted above");
+    chain.previous_hash = hash;
+    let version = match chain.streams.get_mut(event.stream_id) {
+        Some(version) => version,
+        None => chain.streams.entry(event.stream_id.into()).or_insert(0),
+    };
     if event.stream_version != *version + 1 {
         sink.push(in_event(Finding::new(
             position,
@@ -652,15 +727,13 @@ fn check_frame(
         )));
     }
     *version = (*version).max(event.stream_version);
-    chain.head = Head {
-        position,
-        hash: event.hash,
-    };
+    chain.head = Head { position, hash };
     chain.events += 1;
-    Some((event, prepared.domain))
+    Some(event)
 }
 
-fn check_checkpoint(event: &RecordedEvent, checkpoint: Checkpoint, sink: &mut FindingSink) {
+fn check_checkpoint(event: &EnvelopeRef<'_>, checkpoint: Checkpoint, sink: &mut FindingSink) {
+    let hash = Hash32(event.hash);
     if event.position != checkpoint.position {
         sink.push(
             Finding::new(
@@ -669,17 +742,17 @@ fn check_checkpoint(event: &RecordedEvent, checkpoint: Checkpoint, sink: &mut Fi
                 format!("an event at position {}", checkpoint.position),
                 format!("position {} follows", event.position),
             )
-            .in_event(event.stream_id.as_str(), event.event_type.as_str()),
+            .in_event(event.stream_id, event.event_type),
         );
-    } else if event.hash != checkpoint.hash {
+    } else if hash != checkpoint.hash {
         sink.push(
             Finding::new(
                 event.position,
                 Check::Checkpoint,
                 format!("hash {}", checkpoint.hash),
-                format!("hash {}", event.hash),
+                format!("hash {}", hash),
             )
-            .in_event(event.stream_id.as_str(), event.event_type.as_str()),
+            .in_event(event.stream_id, event.event_type),
         );
     }
 }
@@ -703,4 +776,81 @@ pub fn head(data_directory: &Path) -> Result<Head, super::AuditError> {
         true
     })?;
     Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        Actor, CausationId, CommandId, CorrelationId, EventId, EventType, OnBehalfOf,
+        RecordedEvent, ServiceName, StreamId,
+    };
+    use crate::time::Timestamp;
+
+    fn event(with_options: bool) -> RecordedEvent {
+        let command_id = CommandId::new("command-1").unwrap();
+        let mut event = RecordedEvent {
+            position: 300,
+            stream_id: StreamId::new("record-r1").unwrap(),
+            stream_version: 70_000,
+            event_id: EventId::derive(&command_id, 3),
+            event_type: EventType::new("RecordUploaded").unwrap(),
+            schema_version: 2,
+            recorded_at: Timestamp(-5),
+            command_id,
+            command_fingerprint: with_options.then_some(u128::MAX - 1),
+            correlation_id: with_options.then(|| CorrelationId::new("corr").unwrap()),
+            causation_id: with_options.then(|| CausationId::new("cause").unwrap()),
+            actor: Actor {
+                service: ServiceName::new("gateway").unwrap(),
+                on_behalf_of: with_options.then(|| OnBehalfOf::new("member-1").unwrap()),
+            },
+            payload: vec![0xab; 300],
+            previous_hash: Hash32([9; 32]),
+            hash: Hash32::GENESIS,
+        };
+        codec::encode_and_hash(&mut event);
+        event
+    }
+
+    #[test]
+    fn the_borrowed_envelope_reads_what_the_owned_decoder_reads() {
+        for with_options in [false, true] {
+            let mut owned = event(with_options);
+            let body = codec::encode_and_hash(&mut owned);
+            let envelope = EnvelopeRef::decode(&body).unwrap();
+            assert_eq!(envelope.position, owned.position);
+            assert_eq!(envelope.stream_id, owned.stream_id.as_str());
+            assert_eq!(envelope.stream_version, owned.stream_version);
+            assert_eq!(envelope.event_type, owned.event_type.as_str());
+            assert_eq!(envelope.schema_version, owned.schema_version);
+            assert_eq!(envelope.recorded_at, owned.recorded_at.0);
+            assert_eq!(envelope.payload, owned.payload.as_slice());
+            assert_eq!(Hash32(envelope.previous_hash), owned.previous_hash);
+            assert_eq!(Hash32(envelope.hash), owned.hash);
+            let prepared = prepare(&body, false);
+            assert!(prepared.hash_valid);
+        }
+    }
+
+    #[test]
+    fn an_envelope_that_does_not_decode_is_worded_by_the_owned_decoder() {
+        let mut owned = event(true);
+        let body = codec::encode_and_hash(&mut owned);
+        for damaged in [
+            &body[..body.len() - 1],
+            &[body.as_slice(), &[0]].concat()[..],
+        ] {
+            let owned_error = codec::decode_event(damaged).unwrap_err();
+            let borrowed_error = EnvelopeRef::decode(damaged).err().unwrap();
+            assert_eq!(borrowed_error.to_string(), owned_error.to_string());
+        }
+        let mut bad_utf8 = body.clone();
+        let at = bad_utf8.windows(9).position(|w| w == b"record-r1").unwrap();
+        bad_utf8[at] = 0xff;
+        assert_eq!(
+            EnvelopeRef::decode(&bad_utf8).err().unwrap().to_string(),
+            codec::decode_event(&bad_utf8).unwrap_err().to_string()
+        );
+    }
 }

@@ -1,7 +1,12 @@
 //! The write side's state: just what the rules need, held in memory, built only by
 //! `evolve`. Records are dense DAG nodes, so the family tree costs a few integers each.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// The state's maps: foldhash, keyed per process (ids come from clients, so the hasher
+/// must not be predictable), instead of SipHash, which alone was a twentieth of the audit
+/// replay's profile.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use super::events::{CommentTarget, Line, StreamRef};
 use super::ids::*;
