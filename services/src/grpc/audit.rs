@@ -449,8 +449,8 @@ impl pb::audit_server::Audit for AuditRpcs {
         let options = VerifyOptions {
             semantic: request.semantic,
             checkpoint,
-            // The pass's own thread only: several decode threads per pass cost more CPU
-            // than they saved on the machines measured (see `stemma audit verify`).
+            // The pass's own thread only: the server's cores serve commands and queries
+            // first; an auditor in a hurry runs `stemma audit verify` beside it.
             workers: 1,
         };
         let (sender, receiver) = mpsc::channel(VERIFY_BUFFER_MESSAGES);
