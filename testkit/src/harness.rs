@@ -1,5 +1,5 @@
-//! A decider over a fresh embedded store in a temporary directory, with a manual clock.
-#![allow(dead_code)]
+//! A decider over a fresh embedded store in a temporary directory, with a manual clock:
+//! what the ledger's decider and audit tests and the projections' tests all run against.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use ledger::store::{
 };
 use ledger::time::ManualClock;
 
-use super::t0;
+use crate::t0;
 
 pub struct Harness {
     pub store: Arc<EmbeddedStore>,
@@ -84,8 +84,18 @@ impl Harness {
         }
     }
 
+    /// Stops the decider and closes the store, releasing the lock; keeps the directory.
+    pub async fn close(self) -> tempfile::TempDir {
+        self.stop().await.0
+    }
+
     /// Stops the decider, closes the store and opens both again on the same directory.
     pub async fn restart(self) -> Harness {
+        let (directory, clock, next_command) = self.stop().await;
+        Harness::open(directory, clock, next_command, None).await
+    }
+
+    async fn stop(self) -> (tempfile::TempDir, Arc<ManualClock>, u64) {
         let Harness {
             store,
             handle,
@@ -98,7 +108,7 @@ impl Harness {
         task.await.unwrap();
         store.close().await;
         drop(store);
-        Harness::open(directory, clock, next_command.into_inner(), None).await
+        (directory, clock, next_command.into_inner())
     }
 
     pub fn envelope(command_id: &str, command: Command) -> CommandEnvelope {
@@ -138,6 +148,12 @@ impl Harness {
             Ok(outcome) => outcome,
             Err(error) => panic!("{description}: {error}"),
         }
+    }
+
+    /// Where tests of read-model snapshots keep them: inside the harness's directory, so
+    /// they go with it.
+    pub fn snapshot_directory(&self) -> std::path::PathBuf {
+        self.directory.path().join("snapshots")
     }
 
     pub async fn head(&self) -> u64 {
