@@ -20,8 +20,8 @@ use ledger::money::{self, Currency, Money};
 use ledger::store::EventStore;
 use rust_decimal::Decimal;
 use stemma_testkit::episode::{
-    all_ok, answer_and_amend, cast, contributor, first_comments, money, proposal, records,
-    CONTRIBUTORS, WEIGHTS,
+    all_ok, answer_and_amend, cast, contributor, fail_and_retry, failing_payout, first_comments,
+    money, proposal, records, CONTRIBUTORS, WEIGHTS,
 };
 use stemma_testkit::Harness;
 
@@ -176,31 +176,9 @@ async fn a_tv_episode_with_426_contributors_is_paid_to_the_cent() {
     payout_ids.push(PayoutId::for_lead_fee(&project("ep1"), &member("lead-jo")));
 
     // c100's bank refuses the first attempt; finance retries and it settles.
-    let failing = PayoutId::for_line(&distribution("ep1-d1"), &member(&contributor(100)));
-    harness
-        .ok(Command::FailPayout(FailPayout {
-            payout_id: failing.clone(),
-            reason: "account closed".into(),
-        }))
-        .await;
-    harness
-        .ok(Command::RetryPayout(RetryPayout {
-            payout_id: failing.clone(),
-        }))
-        .await;
-    all_ok(
-        &harness,
-        payout_ids
-            .iter()
-            .map(|id| {
-                Command::SettlePayout(SettlePayout {
-                    payout_id: id.clone(),
-                    reference: format!("tx-{id}"),
-                })
-            })
-            .collect(),
-    )
-    .await;
+    let failing = failing_payout();
+    fail_and_retry(&harness).await;
+    all_ok(&harness, payout_ids.iter().map(settle).collect()).await;
     assert!(matches!(
         rejection(
             harness

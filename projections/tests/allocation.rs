@@ -7,7 +7,6 @@ mod support;
 
 use std::time::Duration;
 
-use ledger::domain::decide::finalization_blockers;
 use ledger::domain::events::PayoutFor;
 use ledger::domain::ids::{DistributionId, PayoutId};
 use ledger::domain::{Blocker, Command};
@@ -20,8 +19,8 @@ use projections::serving::ReadModels;
 use projections::statement::PayoutState;
 use rust_decimal::Decimal;
 use stemma_testkit::episode::{
-    all_ok, amendment, answer_and_amend, cast, contributor, contributor_line, day, first_comments,
-    lead, money, proposal, records, CONTRIBUTORS, INFLUENCERS,
+    all_ok, amendment, answer_and_amend, cast, contributor, contributor_line, day, failing_payout,
+    first_comments, lead, money, proposal, records, CONTRIBUTORS, INFLUENCERS,
 };
 use support::*;
 
@@ -42,15 +41,7 @@ async fn view(
         .value
         .unwrap();
     let domain = world
-        .handle
-        .inspect(move |state| {
-            let d = state.distribution(&distribution("ep1-d1")).unwrap();
-            if d.amounts.is_some() {
-                Vec::new()
-            } else {
-                finalization_blockers(state, d, now).0
-            }
-        })
+        .domain_blockers(&distribution("ep1-d1"), now)
         .await
         .unwrap();
     (view, domain)
@@ -275,7 +266,7 @@ async fn the_426_contributor_episode_field_by_field() {
     assert_eq!(v.totals.issued_total, pool);
     assert_eq!(v.totals.pending_total, pool);
 
-    let failing = PayoutId::for_line(&d1, &member(&contributor(100)));
+    let failing = failing_payout();
     let failed_at = world.ok(fail(&failing)).await;
     let (v, _) = view(&world, &models, after_window).await;
     let failed = v.payouts.iter().find(|p| p.payout_id == failing).unwrap();

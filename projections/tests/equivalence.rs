@@ -6,7 +6,6 @@
 mod support;
 
 use ledger::decider::CommandError;
-use ledger::domain::decide::finalization_blockers;
 use ledger::domain::ids::MemberId;
 use projections::serving::ReadModels;
 use proptest::prelude::*;
@@ -94,22 +93,7 @@ async fn run_case(ops: Vec<Op>, snapshot_at: usize) -> Result<(), TestCaseError>
             .allocations
             .query_now(|m| m.distribution(&id, now).map(|v| v.blockers))
             .value;
-        let theirs = world
-            .handle
-            .inspect({
-                let id = id.clone();
-                move |state| {
-                    state.distribution(&id).map(|d| {
-                        if d.amounts.is_some() {
-                            Vec::new()
-                        } else {
-                            finalization_blockers(state, d, now).0
-                        }
-                    })
-                }
-            })
-            .await
-            .unwrap();
+        let theirs = world.domain_blockers(&id, now).await;
         prop_assert_eq!(ours, theirs, "blockers of {}", id);
     }
     // Credits name the members the domain's `State::credits` names.

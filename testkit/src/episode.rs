@@ -208,6 +208,17 @@ pub async fn answer_and_amend(harness: &Harness) -> CommandOutcome {
     amended
 }
 
+/// c100's payout, the one whose first attempt fails.
+pub fn failing_payout() -> PayoutId {
+    PayoutId::for_line(&distribution("ep1-d1"), &member(&contributor(100)))
+}
+
+/// c100's bank refuses the first attempt; finance retries.
+pub async fn fail_and_retry(harness: &Harness) {
+    harness.ok(fail(&failing_payout())).await;
+    harness.ok(retry(&failing_payout())).await;
+}
+
 /// Plays the episode from a fresh harness to settled payouts.
 pub async fn tv_episode(harness: &Harness) {
     cast(harness).await;
@@ -236,34 +247,11 @@ pub async fn tv_episode(harness: &Harness) {
             lead: member("lead-jo"),
         }))
         .await;
-    let failing = PayoutId::for_line(&distribution("ep1-d1"), &member(&contributor(100)));
-    harness
-        .ok(Command::FailPayout(FailPayout {
-            payout_id: failing.clone(),
-            reason: "account closed".into(),
-        }))
-        .await;
-    harness
-        .ok(Command::RetryPayout(RetryPayout {
-            payout_id: failing.clone(),
-        }))
-        .await;
+    fail_and_retry(harness).await;
     let mut payout_ids: Vec<PayoutId> = (0..CONTRIBUTORS)
         .map(|i| PayoutId::for_line(&distribution("ep1-d1"), &member(&contributor(i))))
         .collect();
     payout_ids.push(PayoutId::for_line(&distribution("ep1-d1"), &member("inf0")));
     payout_ids.push(PayoutId::for_lead_fee(&project("ep1"), &member("lead-jo")));
-    all_ok(
-        harness,
-        payout_ids
-            .iter()
-            .map(|id| {
-                Command::SettlePayout(SettlePayout {
-                    payout_id: id.clone(),
-                    reference: format!("tx-{id}"),
-                })
-            })
-            .collect(),
-    )
-    .await;
+    all_ok(harness, payout_ids.iter().map(settle).collect()).await;
 }

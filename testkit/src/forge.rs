@@ -3,11 +3,14 @@
 
 use std::path::PathBuf;
 
+use ledger::domain::events::*;
+use ledger::domain::ids::*;
 use ledger::domain::{decide, Command, DomainEvent};
+use ledger::money::{ArtistShare, Currency, Money, Weight};
 use ledger::store::{
     Actor, AppendRequest, AppendResult, CommandId, EventStore, ProposedEvent, ServiceName,
 };
-use ledger::time::Clock;
+use ledger::time::{Clock, Timestamp};
 
 use crate::Harness;
 
@@ -62,4 +65,105 @@ pub async fn forge_stored(harness: &Harness, events: Vec<ProposedEvent>) -> Appe
         .append(intruder_append(&command_id, events))
         .await
         .unwrap()
+}
+
+/// A consistent history of one distribution (member ann, record r, production pr, $100 of
+/// revenue, a pool of 50.00 on one line) whose payout pays `paid`, to be appended past the
+/// domain; the allocation published at `published_at`. Returns the events and the payout.
+pub fn one_line_payout_history(
+    paid: &str,
+    published_at: Timestamp,
+) -> (Vec<DomainEvent>, PayoutId) {
+    let usd = |amount: &str| Money::parse(amount, Currency::USD).unwrap();
+    let project = ProjectId::new("p").unwrap();
+    let production = ProductionId::new("pr").unwrap();
+    let distribution = DistributionId::new("d").unwrap();
+    let ann = MemberId::new("ann").unwrap();
+    let record = RecordId::new("r").unwrap();
+    let payout_id = PayoutId::for_line(&distribution, &ann);
+    let history: Vec<DomainEvent> = vec![
+        MemberRegistered {
+            member_id: ann.clone(),
+            handle: "@ann".into(),
+            personal_data: SealedPersonalData {
+                nonce: [0; 12],
+                ciphertext: vec![1],
+            },
+        }
+        .into(),
+        ProjectStarted {
+            project_id: project.clone(),
+            title: "P".into(),
+        }
+        .into(),
+        ProductionOpened {
+            production_id: production.clone(),
+            project_id: project.clone(),
+            title: "Pr".into(),
+            currency: Currency::USD,
+            artist_share: ArtistShare::half(),
+            feedback_window_micros: 1,
+        }
+        .into(),
+        RecordUploaded {
+            record_id: record.clone(),
+            project_id: project.clone(),
+            contributor: ann.clone(),
+            kind: RecordKind::Text,
+            title: "A verse".into(),
+            media: MediaRef {
+                blake3: [1; 32],
+                size_bytes: 1,
+            },
+            licence: Licence {
+                terms_version: "1".into(),
+            },
+        }
+        .into(),
+        RecordIncluded {
+            production_id: production.clone(),
+            record_id: record.clone(),
+        }
+        .into(),
+        RevenueRecorded {
+            production_id: production.clone(),
+            amount: usd("100"),
+            description: "sale".into(),
+        }
+        .into(),
+        AllocationProposed {
+            distribution_id: distribution.clone(),
+            production_id: production.clone(),
+            revenue_total: usd("100"),
+            expense_total: usd("0"),
+            earlier_pools: usd("0"),
+            pool: usd("50"),
+            published_at,
+            window_closes_at: Timestamp(published_at.0 + 1),
+            line_count: 1,
+            lines: vec![Line {
+                member: ann.clone(),
+                weight: Weight::parse("1").unwrap(),
+                rationale: "the verse".into(),
+                records: vec![record.clone()],
+            }],
+        }
+        .into(),
+        AllocationFinalized {
+            distribution_id: distribution.clone(),
+            pool: usd("50"),
+            amounts: vec![usd("50")],
+        }
+        .into(),
+        PayoutIssued {
+            payout_id: payout_id.clone(),
+            member: ann.clone(),
+            amount: usd(paid),
+            payout_for: PayoutFor::Line {
+                distribution_id: distribution.clone(),
+            },
+        }
+        .into(),
+    ];
+    (history, payout_id)
 }

@@ -4,13 +4,16 @@
 use std::sync::Arc;
 
 use ledger::decider::{CommandEnvelope, CommandError, CommandOutcome, Decider, DeciderHandle};
+use ledger::domain::decide::finalization_blockers;
+use ledger::domain::ids::DistributionId;
 use ledger::domain::privacy::FileKeyVault;
+use ledger::domain::Blocker;
 use ledger::domain::Command;
 use ledger::store::embedded::{IoFaults, IoOperation};
 use ledger::store::{
     Actor, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, OnBehalfOf, ServiceName,
 };
-use ledger::time::ManualClock;
+use ledger::time::{ManualClock, Timestamp};
 
 use crate::t0;
 
@@ -154,6 +157,29 @@ impl Harness {
     /// they go with it.
     pub fn snapshot_directory(&self) -> std::path::PathBuf {
         self.directory.path().join("snapshots")
+    }
+
+    /// What the domain says blocks finalizing `distribution_id` at `now` (nothing once
+    /// finalized); `None` when there is no such distribution. What the read models' and the
+    /// audit's blockers are checked against.
+    pub async fn domain_blockers(
+        &self,
+        distribution_id: &DistributionId,
+        now: Timestamp,
+    ) -> Option<Vec<Blocker>> {
+        let distribution_id = distribution_id.clone();
+        self.handle
+            .inspect(move |state| {
+                state.distribution(&distribution_id).map(|d| {
+                    if d.amounts.is_some() {
+                        Vec::new()
+                    } else {
+                        finalization_blockers(state, d, now).0
+                    }
+                })
+            })
+            .await
+            .unwrap()
     }
 
     pub async fn head(&self) -> u64 {
