@@ -4,8 +4,6 @@
 
 mod common;
 
-use common::episode::{self, contributor, CONTRIBUTORS};
-use common::harness::Harness;
 use common::*;
 use ledger::audit::explain::{explain_payout, statement, Ancestor};
 use ledger::audit::{self, VerifyOptions};
@@ -13,6 +11,8 @@ use ledger::domain::ids::PayoutId;
 use ledger::money::{self, Currency};
 use ledger::store::{EventStore, RecordedEvent};
 use rust_decimal::Decimal;
+use stemma_testkit::episode::{self, contributor, CONTRIBUTORS};
+use stemma_testkit::Harness;
 
 fn event_at(events: &[RecordedEvent], position: u64) -> &RecordedEvent {
     &events[position as usize - 1]

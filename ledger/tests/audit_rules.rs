@@ -7,23 +7,22 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use common::harness::Harness;
 use common::*;
 use ledger::audit::{self, Check, Finding, VerifyOptions, VerifyReport};
 use ledger::domain::commands::*;
 use ledger::domain::decide::finalization_blockers;
 use ledger::domain::events::*;
-use ledger::domain::ids::{MemberId, PayoutId, RecordId};
-use ledger::domain::{decide, Command, DomainEvent};
+use ledger::domain::ids::{MemberId, PayoutId};
+use ledger::domain::{Command, DomainEvent};
 use ledger::money::{Currency, Money};
-use ledger::store::{
-    Actor, AppendRequest, AppendResult, CommandId, EventStore, Position, ProposedEvent, ServiceName,
-};
+use ledger::store::Position;
 use ledger::time::{Clock, Timestamp};
 use proptest::prelude::*;
+use stemma_testkit::forge::{decided, forge, forge_stored, log};
+use stemma_testkit::sequence::{self, member_name, op, Ids, Op};
+use stemma_testkit::Harness;
 
 fn after_window() -> Timestamp {
     t0().saturating_add(15 * DAY)
@@ -43,47 +42,6 @@ async fn through_the_domain(late: bool) -> Harness {
         }
     }
     harness
-}
-
-fn log(harness: &Harness) -> PathBuf {
-    harness.directory.path().join("log")
-}
-
-/// What the domain would write for `command` now, not written: the base of a forgery.
-async fn decided(harness: &Harness, command: Command) -> Vec<DomainEvent> {
-    let now = harness.clock.now();
-    let description = format!("{command:?}");
-    harness
-        .handle
-        .inspect(move |state| decide(state, &command, now))
-        .await
-        .unwrap()
-        .unwrap_or_else(|rejection| panic!("{description}: {rejection}"))
-}
-
-/// Appends `events` directly through the store, as an intruder would: no rule is checked.
-async fn forge(harness: &Harness, events: Vec<DomainEvent>) -> AppendResult {
-    forge_stored(
-        harness,
-        events.iter().map(DomainEvent::to_proposed).collect(),
-    )
-    .await
-}
-
-async fn forge_stored(harness: &Harness, events: Vec<ProposedEvent>) -> AppendResult {
-    let request = AppendRequest {
-        command_id: CommandId::new(format!("forged-{}", harness.head().await)).unwrap(),
-        correlation_id: None,
-        causation_id: None,
-        actor: Actor {
-            service: ServiceName::new("intruder").unwrap(),
-            on_behalf_of: None,
-        },
-        command_fingerprint: None,
-        expectations: vec![],
-        events,
-    };
-    harness.store.append(request).await.unwrap()
 }
 
 fn verify(log: &Path) -> VerifyReport {
@@ -917,58 +875,6 @@ async fn the_426_contributor_episode_verifies_clean() {
 
 // ---- random histories written through the domain ----
 
-const MEMBERS: usize = 4;
-
-/// A step of a random history, with indices resolved against what exists when it runs.
-#[derive(Clone, Debug)]
-enum Op {
-    Upload(usize),
-    Remix(usize, Vec<usize>),
-    Cite(usize, usize),
-    Withdraw(usize),
-    Include(usize),
-    /// Includes the record uploaded `n` records ago (0: the last).
-    IncludeRecent(usize),
-    Revenue(u32),
-    Expense(u32),
-    Propose(Vec<(usize, u8)>),
-    Comment(usize, Option<usize>),
-    Reply(usize, bool),
-    Amend(Vec<usize>, Vec<(usize, u8)>),
-    Advance(u8),
-    Finalize,
-    Issue,
-    Settle(usize),
-    Fail(usize),
-    Retry(usize),
-    AnswerAll,
-    PayLeadFee,
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        3 => (0..MEMBERS).prop_map(Op::Upload),
-        3 => (0..MEMBERS, prop::collection::vec(0usize..50, 1..3)).prop_map(|(m, s)| Op::Remix(m, s)),
-        1 => (0usize..50, 0usize..50).prop_map(|(a, b)| Op::Cite(a, b)),
-        1 => (0usize..50).prop_map(Op::Withdraw),
-        3 => (0usize..50).prop_map(Op::Include),
-        2 => (1u32..1_000_000).prop_map(Op::Revenue),
-        1 => (1u32..300_000).prop_map(Op::Expense),
-        2 => prop::collection::vec((0..MEMBERS, 1u8..5), 1..5).prop_map(Op::Propose),
-        2 => (0..MEMBERS, prop::option::of(0..MEMBERS)).prop_map(|(a, l)| Op::Comment(a, l)),
-        2 => (0usize..20, any::<bool>()).prop_map(|(c, s)| Op::Reply(c, s)),
-        1 => (prop::collection::vec(0..MEMBERS, 0..2), prop::collection::vec((0..MEMBERS, 1u8..5), 0..3)).prop_map(|(r, l)| Op::Amend(r, l)),
-        1 => (1u8..3).prop_map(Op::Advance),
-        1 => Just(Op::Finalize),
-        1 => Just(Op::Issue),
-        2 => (0..MEMBERS).prop_map(Op::Settle),
-        1 => (0..MEMBERS).prop_map(Op::Fail),
-        1 => (0..MEMBERS).prop_map(Op::Retry),
-        1 => Just(Op::AnswerAll),
-        1 => Just(Op::PayLeadFee),
-    ]
-}
-
 /// Every case ends with a distribution taken through its whole life.
 fn tail() -> Vec<Op> {
     vec![
@@ -999,217 +905,12 @@ fn tail() -> Vec<Op> {
     ]
 }
 
-fn member_name(index: usize) -> String {
-    format!("m{index}")
-}
-
-#[derive(Default)]
-struct Ids {
-    records: Vec<String>,
-    comments: Vec<String>,
-    distributions: Vec<String>,
-}
-
-impl Ids {
-    fn record(&self, index: usize) -> Option<&str> {
-        (!self.records.is_empty()).then(|| self.records[index % self.records.len()].as_str())
-    }
-
-    fn distribution(&self) -> Option<String> {
-        self.distributions.last().cloned()
-    }
-}
-
-/// Lines the decider accepts: each pays for the member's records it may pay for.
-async fn payable_lines(harness: &Harness, members: &[(usize, u8)]) -> Vec<Line> {
-    let payable: Vec<(MemberId, RecordId)> = harness
-        .handle
-        .inspect(|state| {
-            let production = state.production(&production("pr1")).unwrap();
-            let mut payable: Vec<(MemberId, RecordId)> = state
-                .payable_records(production)
-                .into_iter()
-                .map(|node| {
-                    let record = state.record_at(node);
-                    (record.contributor.clone(), record.id.clone())
-                })
-                .collect();
-            payable.sort();
-            payable
-        })
-        .await
-        .unwrap();
-    let mut lines: Vec<Line> = Vec::new();
-    for (index, weight_value) in members {
-        let member = member(&member_name(*index));
-        if lines.iter().any(|line| line.member == member) {
-            continue;
-        }
-        let records: Vec<RecordId> = payable
-            .iter()
-            .filter(|(m, _)| *m == member)
-            .map(|(_, r)| r.clone())
-            .take(16)
-            .collect();
-        if !records.is_empty() {
-            lines.push(Line {
-                member,
-                weight: weight(&weight_value.to_string()),
-                rationale: "their part".into(),
-                records,
-            });
-        }
-    }
-    lines
-}
-
-async fn answer_all(harness: &Harness, ids: &mut Ids) {
-    let Some(distribution_id) = ids.distribution() else {
-        return;
-    };
-    let unanswered: Vec<String> = harness
-        .handle
-        .inspect(move |state| {
-            state
-                .distribution(&distribution(&distribution_id))
-                .map(|d| d.unanswered.iter().map(|c| c.to_string()).collect())
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap();
-    for parent in unanswered {
-        let id = format!("k{}", ids.comments.len());
-        ids.comments.push(id.clone());
-        harness
-            .ok(post(&id, "staff", true, CommentOn::Reply(comment(&parent))))
-            .await;
-    }
-}
-
-/// The command of `op`, or `None` when it names nothing that exists yet.
-async fn command(harness: &Harness, ids: &mut Ids, op: &Op) -> Option<Command> {
-    let payout = |ids: &Ids, m: usize| -> Option<PayoutId> {
-        Some(PayoutId::for_line(
-            &distribution(&ids.distribution()?),
-            &member(&member_name(m)),
-        ))
-    };
-    let cents = |c: u32| Money::from_minor_units(i64::from(c), Currency::USD);
-    Some(match op {
-        Op::Upload(m) => {
-            let id = format!("rec{}", ids.records.len());
-            ids.records.push(id.clone());
-            upload(&id, "p1", &member_name(*m))
-        }
-        Op::Remix(m, sources) => {
-            let sources: Vec<String> = sources
-                .iter()
-                .filter_map(|s| ids.record(*s).map(str::to_string))
-                .collect();
-            let id = format!("rec{}", ids.records.len());
-            ids.records.push(id.clone());
-            let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
-            remix(&id, "p1", &member_name(*m), &sources)
-        }
-        Op::Cite(a, b) => cite(ids.record(*a)?, ids.record(*b)?),
-        Op::Withdraw(r) => Command::WithdrawRecord(WithdrawRecord {
-            record_id: record(ids.record(*r)?),
-            reason: "withdrawn".into(),
-        }),
-        Op::Include(r) => include("pr1", ids.record(*r)?),
-        Op::IncludeRecent(n) => include(
-            "pr1",
-            ids.records.get(ids.records.len().checked_sub(n + 1)?)?,
-        ),
-        Op::Revenue(c) => revenue("pr1", cents(*c)),
-        Op::Expense(c) => expense("pr1", cents(*c)),
-        Op::Propose(members) => {
-            let id = format!("d{}", ids.distributions.len());
-            ids.distributions.push(id.clone());
-            propose(&id, "pr1", payable_lines(harness, members).await)
-        }
-        Op::Comment(author, line) => {
-            let distribution_id = distribution(&ids.distribution()?);
-            let id = format!("k{}", ids.comments.len());
-            ids.comments.push(id.clone());
-            let on = match line {
-                Some(m) => CommentOn::Line {
-                    distribution_id,
-                    member: member(&member_name(*m)),
-                },
-                None => CommentOn::Distribution(distribution_id),
-            };
-            post(&id, &member_name(*author), false, on)
-        }
-        Op::Reply(parent, staff) => {
-            if ids.comments.is_empty() {
-                return None;
-            }
-            let parent = ids.comments[parent % ids.comments.len()].clone();
-            let id = format!("k{}", ids.comments.len());
-            ids.comments.push(id.clone());
-            let author = if *staff {
-                "staff".to_string()
-            } else {
-                member_name(0)
-            };
-            post(&id, &author, *staff, CommentOn::Reply(comment(&parent)))
-        }
-        Op::Amend(remove, lines) => {
-            let distribution_id = ids.distribution()?;
-            let lines = payable_lines(harness, lines).await;
-            let remove: Vec<String> = remove.iter().map(|m| member_name(*m)).collect();
-            let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
-            let answers: Vec<&str> = ids
-                .comments
-                .iter()
-                .rev()
-                .take(1)
-                .map(String::as_str)
-                .collect();
-            amend(&distribution_id, &answers, &remove, lines)
-        }
-        Op::Advance(_) | Op::AnswerAll => return None,
-        Op::PayLeadFee => Command::IssuePayouts(IssuePayouts::LeadFee {
-            project_id: project("p1"),
-            lead: member(&member_name(3)),
-        }),
-        Op::Finalize => finalize(&ids.distribution()?),
-        Op::Issue => Command::IssuePayouts(IssuePayouts::Distribution(distribution(
-            &ids.distribution()?,
-        ))),
-        Op::Settle(m) => Command::SettlePayout(SettlePayout {
-            payout_id: payout(ids, *m)?,
-            reference: "tx".into(),
-        }),
-        Op::Fail(m) => Command::FailPayout(FailPayout {
-            payout_id: payout(ids, *m)?,
-            reason: "bounced".into(),
-        }),
-        Op::Retry(m) => Command::RetryPayout(RetryPayout {
-            payout_id: payout(ids, *m)?,
-        }),
-    })
-}
-
 /// Plays `ops` through the decider (refused commands write nothing) and verifies the log.
 async fn random_history_verifies_clean(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let harness = Harness::new().await;
-    for name in (0..MEMBERS).map(member_name).chain(["staff".to_string()]) {
-        harness.ok(register(&name)).await;
-    }
-    harness.ok(start_project("p1")).await;
-    let mut opening = open_production("pr1", "p1");
-    if let Command::OpenProduction(c) = &mut opening {
-        c.feedback_window_micros = Some(3_600 * 1_000_000);
-    }
-    harness.ok(opening).await;
+    sequence::start(&harness).await;
     harness
-        .ok(Command::AgreeLeadFee(AgreeLeadFee {
-            project_id: project("p1"),
-            lead: member(&member_name(3)),
-            fee: usd("10"),
-        }))
+        .ok(agree_lead_fee("p1", &member_name(3), usd("10")))
         .await;
     harness
         .ok(Command::AssignLead(AssignLead {
@@ -1220,34 +921,8 @@ async fn random_history_verifies_clean(ops: Vec<Op>) -> Result<(), TestCaseError
     let mut ids = Ids::default();
     let mut accepted = 0usize;
     for op in &ops {
-        match op {
-            Op::Advance(hours) => {
-                harness
-                    .clock
-                    .advance(Duration::from_secs(3_600 * u64::from(*hours)));
-                continue;
-            }
-            Op::AnswerAll => {
-                answer_all(&harness, &mut ids).await;
-                continue;
-            }
-            _ => {}
-        }
-        let known = (
-            ids.records.len(),
-            ids.comments.len(),
-            ids.distributions.len(),
-        );
-        if let Some(command) = command(&harness, &mut ids, op).await {
-            match harness.execute(command).await {
-                Ok(_) => accepted += 1,
-                Err(_) => {
-                    // Refused: the id it named does not exist.
-                    ids.records.truncate(known.0);
-                    ids.comments.truncate(known.1);
-                    ids.distributions.truncate(known.2);
-                }
-            }
+        if let Some(Ok(_)) = sequence::play(&harness, &mut ids, op).await {
+            accepted += 1;
         }
     }
     prop_assert!(accepted > 0);

@@ -6,10 +6,10 @@ mod common;
 
 use std::cell::Cell;
 
-use common::harness::Harness;
 use common::*;
 use ledger::audit::{self, AuditError, VerifyOptions};
 use ledger::store::EventStore;
+use stemma_testkit::Harness;
 
 #[tokio::test]
 async fn a_pass_stops_when_asked_and_runs_to_the_end_when_not() {

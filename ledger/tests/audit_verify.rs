@@ -8,7 +8,6 @@ mod common;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use common::harness::Harness;
 use common::*;
 use ledger::audit::{self, Check, Checkpoint, Finding, VerifyOptions, VerifyReport};
 use ledger::domain::commands::IssuePayouts;
@@ -18,9 +17,10 @@ use ledger::domain::Command;
 use ledger::store::codec::{self, CommitRange, FRAME_HEADER_BYTES};
 use ledger::store::embedded::snapshot::{LogSnapshot, ScanItem};
 use ledger::store::{
-    Actor, AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, RecordedEvent,
-    ServiceName, StoreError,
+    CommandId, EmbeddedOptions, EmbeddedStore, EventStore, RecordedEvent, StoreError,
 };
+use stemma_testkit::forge::{intruder_append, proposed};
+use stemma_testkit::Harness;
 
 /// A data directory with the fixture's history, written through the decider, closed.
 /// With `issue_d1_payouts` false, d1 is finalized but its payouts are not issued.
@@ -43,22 +43,6 @@ async fn written_through_the_domain(issue_d1_payouts: bool) -> (Harness, PathBuf
     }
     let log = harness.directory.path().join("log");
     (harness, log)
-}
-
-/// Stops the decider and closes the store, releasing the lock; keeps the directory.
-async fn close(harness: Harness) -> tempfile::TempDir {
-    let Harness {
-        store,
-        handle,
-        task,
-        directory,
-        ..
-    } = harness;
-    drop(handle);
-    task.await.unwrap();
-    store.close().await;
-    drop(store);
-    directory
 }
 
 fn verify(log: &Path, semantic: bool) -> VerifyReport {
@@ -186,7 +170,7 @@ async fn a_log_written_through_the_domain_verifies_clean() {
 #[tokio::test]
 async fn a_changed_payload_byte_with_a_repaired_checksum_is_found_by_the_chain() {
     let (harness, log) = written_through_the_domain(true).await;
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let position = segment.position_of("RevenueRecorded");
     let frame = segment.frame(position);
@@ -220,7 +204,7 @@ async fn a_changed_payload_byte_with_a_repaired_checksum_is_found_by_the_chain()
 #[tokio::test]
 async fn a_deleted_event_is_found_where_it_was() {
     let (harness, log) = written_through_the_domain(true).await;
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let position = segment.position_of("ExpenseRecorded");
     let range = segment.range(position);
@@ -253,7 +237,7 @@ async fn a_deleted_event_is_found_where_it_was() {
 #[tokio::test]
 async fn two_swapped_events_are_found_at_both_positions() {
     let (harness, log) = written_through_the_domain(true).await;
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let first = segment.position_of("RevenueRecorded");
     let second = first + 1;
@@ -294,7 +278,7 @@ async fn two_swapped_events_are_found_at_both_positions() {
 #[tokio::test]
 async fn a_forged_event_inserted_with_a_valid_hash_is_found() {
     let (harness, log) = written_through_the_domain(true).await;
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let position = segment.position_of("RevenueRecorded");
     // The forger links the new event properly to the one before and hashes it.
@@ -340,7 +324,7 @@ async fn a_forged_event_inserted_with_a_valid_hash_is_found() {
 #[tokio::test]
 async fn bytes_cut_from_the_middle_are_found_and_reading_resumes_after_them() {
     let (harness, log) = written_through_the_domain(true).await;
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let position = segment.position_of("RevenueRecorded");
     // From inside the revenue's frame to inside the frame two after it.
@@ -375,7 +359,7 @@ async fn bytes_cut_from_the_middle_are_found_and_reading_resumes_after_them() {
 #[tokio::test]
 async fn several_tamperings_are_all_reported() {
     let (harness, log) = written_through_the_domain(true).await;
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let revenue = segment.position_of("RevenueRecorded");
     let finalized = segment.position_of("AllocationFinalized");
@@ -407,7 +391,7 @@ async fn several_tamperings_are_all_reported() {
 #[tokio::test]
 async fn a_commit_being_written_is_left_out_not_reported() {
     let (harness, log) = written_through_the_domain(true).await;
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let head = segment.frames.len() as u64;
     let end = segment.range(head).end;
@@ -477,7 +461,7 @@ async fn a_checkpoint_proves_the_history_up_to_it_unchanged() {
 
     // A history rewritten whole from some point (every hash recomputed, so the chain is
     // consistent) is caught only by the checkpoint.
-    let _directory = close(harness).await;
+    let _directory = harness.close().await;
     let mut segment = Segment::read(&log);
     let position = segment.position_of("RevenueRecorded");
     let mut previous = segment.frame(position - 1).event.hash;
@@ -527,21 +511,6 @@ async fn a_checkpoint_proves_the_history_up_to_it_unchanged() {
     );
 }
 
-fn direct_append(events: Vec<DomainEvent>, command_id: &str) -> AppendRequest {
-    AppendRequest {
-        command_id: CommandId::new(command_id).unwrap(),
-        correlation_id: None,
-        causation_id: None,
-        actor: Actor {
-            service: ServiceName::new("intruder").unwrap(),
-            on_behalf_of: None,
-        },
-        command_fingerprint: None,
-        expectations: vec![],
-        events: events.iter().map(DomainEvent::to_proposed).collect(),
-    }
-}
-
 #[tokio::test]
 async fn a_payout_appended_past_the_domain_with_a_wrong_amount_is_named() {
     let (harness, log) = written_through_the_domain(false).await;
@@ -577,7 +546,7 @@ async fn a_payout_appended_past_the_domain_with_a_wrong_amount_is_named() {
         .collect();
     let appended = harness
         .store
-        .append(direct_append(events, "intruder-1"))
+        .append(intruder_append("intruder-1", proposed(&events)))
         .await
         .unwrap();
     let carol_index = lines
@@ -641,7 +610,7 @@ async fn a_payout_issued_twice_past_the_domain_is_named() {
     .into();
     let appended = harness
         .store
-        .append(direct_append(vec![again], "intruder-2"))
+        .append(intruder_append("intruder-2", proposed(&[again])))
         .await
         .unwrap();
     let report = verify(&log, true);
@@ -687,7 +656,7 @@ async fn verify_reads_a_log_while_the_store_appends_to_it() {
                     })
                     .collect();
                 store
-                    .append(direct_append(events, &format!("append-{i}")))
+                    .append(intruder_append(&format!("append-{i}"), proposed(&events)))
                     .await
                     .unwrap();
             }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
-use common::harness::{Harness, SyncFailures};
 use common::*;
 use ledger::decider::{CommandError, CommandOutcome};
 use ledger::domain::commands::*;
@@ -22,6 +21,7 @@ use ledger::store::{
     Actor, AppendRequest, CommandId, EventStore, EventType, ExpectedVersion, ProposedEvent,
     ServiceName, StoreError, StreamExpectation,
 };
+use stemma_testkit::{Harness, SyncFailures};
 
 fn rejection(result: Result<CommandOutcome, CommandError>) -> Rejection {
     match result {

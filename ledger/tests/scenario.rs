@@ -8,9 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::harness::Harness;
 use common::*;
-use futures::future::join_all;
 use ledger::decider::CommandError;
 use ledger::domain::commands::*;
 use ledger::domain::events::{DomainEvent, Line, PayoutFor};
@@ -21,44 +19,18 @@ use ledger::domain::{evolve, Command, State};
 use ledger::money::{self, Currency, Money};
 use ledger::store::EventStore;
 use rust_decimal::Decimal;
-
-const CONTRIBUTORS: usize = 426;
-const INFLUENCERS: usize = 4;
-const WEIGHTS: [&str; 4] = ["1", "1.5", "2", "3"];
-
-fn contributor(i: usize) -> String {
-    format!("c{i:03}")
-}
-
-async fn all_ok(harness: &Harness, commands: Vec<Command>) {
-    for result in join_all(commands.into_iter().map(|c| harness.execute(c))).await {
-        if let Err(error) = result {
-            panic!("{error}");
-        }
-    }
-}
-
-fn contributor_line(i: usize) -> Line {
-    Line {
-        rationale: format!("{}'s piece is in the episode", contributor(i)),
-        ..line(&contributor(i), WEIGHTS[i % 4], &[&format!("rec-{i}")])
-    }
-}
+use stemma_testkit::episode::{
+    all_ok, answer_and_amend, cast, contributor, fail_and_retry, failing_payout, first_comments,
+    money, proposal, records, CONTRIBUTORS, WEIGHTS,
+};
+use stemma_testkit::Harness;
 
 #[tokio::test]
 async fn a_tv_episode_with_426_contributors_is_paid_to_the_cent() {
     let harness = Harness::new().await;
-    let day = |n: u64| t0().saturating_add(DAY * n as u32);
 
     // Members, the project and its production.
-    let mut members: Vec<Command> = (0..CONTRIBUTORS)
-        .map(|i| register(&contributor(i)))
-        .collect();
-    members.extend((0..INFLUENCERS).map(|i| register(&format!("inf{i}"))));
-    members.extend([register("lead-jo"), register("staff-sam")]);
-    all_ok(&harness, members).await;
-    harness.ok(start_project("ep1")).await;
-    harness.ok(open_production("ep1-tv", "ep1")).await;
+    cast(&harness).await;
 
     // The lead's fee is agreed before the lead is assigned (rule 2).
     let assign = Command::AssignLead(AssignLead {
@@ -83,67 +55,14 @@ async fn a_tv_episode_with_426_contributors_is_paid_to_the_cent() {
 
     // Records: the influencers' originals, then the contributors' pieces; some remix an
     // influencer's piece or the piece before theirs.
-    all_ok(
-        &harness,
-        (0..INFLUENCERS)
-            .map(|i| upload(&format!("inf-rec-{i}"), "ep1", &format!("inf{i}")))
-            .collect(),
-    )
-    .await;
-    let is_remix_of_previous = |i: usize| i % 10 == 5;
-    all_ok(
-        &harness,
-        (0..CONTRIBUTORS)
-            .filter(|i| !is_remix_of_previous(*i))
-            .map(|i| {
-                let id = format!("rec-{i}");
-                if i < INFLUENCERS {
-                    remix(&id, "ep1", &contributor(i), &[&format!("inf-rec-{i}")])
-                } else {
-                    upload(&id, "ep1", &contributor(i))
-                }
-            })
-            .collect(),
-    )
-    .await;
-    all_ok(
-        &harness,
-        (0..CONTRIBUTORS)
-            .filter(|i| is_remix_of_previous(*i))
-            .map(|i| {
-                remix(
-                    &format!("rec-{i}"),
-                    "ep1",
-                    &contributor(i),
-                    &[&format!("rec-{}", i - 1)],
-                )
-            })
-            .collect(),
-    )
-    .await;
-    // Every piece but the last is in the cut so far.
-    all_ok(
-        &harness,
-        (0..CONTRIBUTORS - 1)
-            .map(|i| include("ep1-tv", &format!("rec-{i}")))
-            .collect(),
-    )
-    .await;
+    records(&harness).await;
 
     // Money: $50,000 in, $4,000 of expenses besides the $2,000 lead fee.
-    harness.ok(revenue("ep1-tv", usd("30000"))).await;
-    harness.ok(revenue("ep1-tv", usd("20000"))).await;
-    harness.ok(expense("ep1-tv", usd("3000"))).await;
-    harness.ok(expense("ep1-tv", usd("1000"))).await;
+    money(&harness).await;
 
     // The proposal: a line per contributor so far, and one for an influencer (paid for
     // influence: inf-rec-0 is an ancestor of an included record).
-    let mut lines: Vec<Line> = (0..CONTRIBUTORS - 1).map(contributor_line).collect();
-    lines.push(Line {
-        rationale: "the original verse the opening is built on".into(),
-        ..line("inf0", "0.5", &["inf-rec-0"])
-    });
-    harness.ok(propose("ep1-d1", "ep1-tv", lines)).await;
+    harness.ok(propose("ep1-d1", "ep1-tv", proposal())).await;
     let pool = harness
         .handle
         .inspect(|s| s.distribution(&distribution("ep1-d1")).unwrap().pool)
@@ -159,31 +78,7 @@ async fn a_tv_episode_with_426_contributors_is_paid_to_the_cent() {
 
     // Feedback: a comment on a line, a comment on the whole distribution; staff answers
     // the second.
-    harness.clock.set(day(1));
-    harness
-        .ok(post(
-            "k-c007",
-            &contributor(7),
-            false,
-            on_line("ep1-d1", &contributor(7)),
-        ))
-        .await;
-    harness
-        .ok(post(
-            "k-c012",
-            &contributor(12),
-            false,
-            CommentOn::Distribution(distribution("ep1-d1")),
-        ))
-        .await;
-    harness
-        .ok(post(
-            "k-staff-1",
-            "staff-sam",
-            true,
-            CommentOn::Reply(comment("k-c012")),
-        ))
-        .await;
+    first_comments(&harness).await;
 
     // Finalizing now is refused with every reason at once.
     let last = member(&contributor(CONTRIBUTORS - 1));
@@ -207,42 +102,7 @@ async fn a_tv_episode_with_426_contributors_is_paid_to_the_cent() {
 
     // Staff answers, the proposal is amended to answer the comment and add the last piece;
     // c007 thanks them (a member comment again), and staff closes the thread.
-    harness.clock.set(day(2));
-    harness
-        .ok(post(
-            "k-staff-2",
-            "staff-sam",
-            true,
-            CommentOn::Reply(comment("k-c007")),
-        ))
-        .await;
-    harness
-        .ok(amend(
-            "ep1-d1",
-            &["k-c007"],
-            &[],
-            vec![
-                line(&contributor(7), "4", &["rec-7"]),
-                contributor_line(CONTRIBUTORS - 1),
-            ],
-        ))
-        .await;
-    harness
-        .ok(post(
-            "k-c007-2",
-            &contributor(7),
-            false,
-            CommentOn::Reply(comment("k-staff-2")),
-        ))
-        .await;
-    harness
-        .ok(post(
-            "k-staff-3",
-            "staff-sam",
-            true,
-            CommentOn::Reply(comment("k-c007-2")),
-        ))
-        .await;
+    answer_and_amend(&harness).await;
 
     // After the window, finalization goes through.
     harness.clock.set(
@@ -316,31 +176,9 @@ async fn a_tv_episode_with_426_contributors_is_paid_to_the_cent() {
     payout_ids.push(PayoutId::for_lead_fee(&project("ep1"), &member("lead-jo")));
 
     // c100's bank refuses the first attempt; finance retries and it settles.
-    let failing = PayoutId::for_line(&distribution("ep1-d1"), &member(&contributor(100)));
-    harness
-        .ok(Command::FailPayout(FailPayout {
-            payout_id: failing.clone(),
-            reason: "account closed".into(),
-        }))
-        .await;
-    harness
-        .ok(Command::RetryPayout(RetryPayout {
-            payout_id: failing.clone(),
-        }))
-        .await;
-    all_ok(
-        &harness,
-        payout_ids
-            .iter()
-            .map(|id| {
-                Command::SettlePayout(SettlePayout {
-                    payout_id: id.clone(),
-                    reference: format!("tx-{id}"),
-                })
-            })
-            .collect(),
-    )
-    .await;
+    let failing = failing_payout();
+    fail_and_retry(&harness).await;
+    all_ok(&harness, payout_ids.iter().map(settle).collect()).await;
     assert!(matches!(
         rejection(
             harness

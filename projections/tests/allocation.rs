@@ -7,10 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use futures::future::join_all;
-use ledger::domain::commands::CommentOn;
-use ledger::domain::decide::finalization_blockers;
-use ledger::domain::events::{Line, PayoutFor};
+use ledger::domain::events::PayoutFor;
 use ledger::domain::ids::{DistributionId, PayoutId};
 use ledger::domain::{Blocker, Command};
 use ledger::money::{self, ArtistShare, Currency, Money};
@@ -21,37 +18,17 @@ use projections::allocation::{
 use projections::serving::ReadModels;
 use projections::statement::PayoutState;
 use rust_decimal::Decimal;
+use stemma_testkit::episode::{
+    all_ok, amendment, answer_and_amend, cast, contributor, contributor_line, day, failing_payout,
+    first_comments, lead, money, proposal, records, CONTRIBUTORS, INFLUENCERS,
+};
 use support::*;
 
-const CONTRIBUTORS: usize = 426;
-const INFLUENCERS: usize = 4;
-const WEIGHTS: [&str; 4] = ["1", "1.5", "2", "3"];
 const WAIT: Duration = Duration::from_secs(30);
-
-fn contributor(i: usize) -> String {
-    format!("c{i:03}")
-}
-
-fn contributor_line(i: usize) -> Line {
-    Line {
-        rationale: format!("{}'s piece is in the episode", contributor(i)),
-        ..line(&contributor(i), WEIGHTS[i % 4], &[&format!("rec-{i}")])
-    }
-}
-
-async fn all_ok(world: &World, commands: Vec<Command>) {
-    for result in join_all(commands.into_iter().map(|c| world.execute(c))).await {
-        result.unwrap();
-    }
-}
-
-fn day(n: u32) -> Timestamp {
-    t0().saturating_add(DAY * n)
-}
 
 /// The allocation at the store's head, and the domain's blockers for the same moment.
 async fn view(
-    world: &World,
+    world: &Harness,
     models: &ReadModels,
     now: Timestamp,
 ) -> (AllocationView, Vec<Blocker>) {
@@ -64,15 +41,7 @@ async fn view(
         .value
         .unwrap();
     let domain = world
-        .handle
-        .inspect(move |state| {
-            let d = state.distribution(&distribution("ep1-d1")).unwrap();
-            if d.amounts.is_some() {
-                Vec::new()
-            } else {
-                finalization_blockers(state, d, now).0
-            }
-        })
+        .domain_blockers(&distribution("ep1-d1"), now)
         .await
         .unwrap();
     (view, domain)
@@ -88,111 +57,21 @@ fn usd_sum(amounts: &[Money]) -> Money {
 
 #[tokio::test]
 async fn the_426_contributor_episode_field_by_field() {
-    let world = World::new().await;
+    let world = Harness::new().await;
     let models = ReadModels::start(world.store.clone(), None).await;
     let d1: DistributionId = distribution("ep1-d1");
 
-    let mut members: Vec<Command> = (0..CONTRIBUTORS)
-        .map(|i| register(&contributor(i)))
-        .collect();
-    members.extend((0..INFLUENCERS).map(|i| register(&format!("inf{i}"))));
-    members.extend([register("lead-jo"), register("staff-sam")]);
-    all_ok(&world, members).await;
-    world.ok(start_project("ep1")).await;
-    world.ok(open_production("ep1-tv", "ep1", None)).await;
-    world
-        .ok(agree_lead_fee("ep1", "lead-jo", usd("2000")))
-        .await;
-    world
-        .ok(Command::AssignLead(ledger::domain::commands::AssignLead {
-            project_id: project("ep1"),
-            lead: member("lead-jo"),
-        }))
-        .await;
-    all_ok(
-        &world,
-        (0..INFLUENCERS)
-            .map(|i| upload(&format!("inf-rec-{i}"), "ep1", &format!("inf{i}")))
-            .collect(),
-    )
-    .await;
-    let is_remix_of_previous = |i: usize| i % 10 == 5;
-    all_ok(
-        &world,
-        (0..CONTRIBUTORS)
-            .filter(|i| !is_remix_of_previous(*i))
-            .map(|i| {
-                let id = format!("rec-{i}");
-                if i < INFLUENCERS {
-                    remix(&id, "ep1", &contributor(i), &[&format!("inf-rec-{i}")])
-                } else {
-                    upload(&id, "ep1", &contributor(i))
-                }
-            })
-            .collect(),
-    )
-    .await;
-    all_ok(
-        &world,
-        (0..CONTRIBUTORS)
-            .filter(|i| is_remix_of_previous(*i))
-            .map(|i| {
-                remix(
-                    &format!("rec-{i}"),
-                    "ep1",
-                    &contributor(i),
-                    &[&format!("rec-{}", i - 1)],
-                )
-            })
-            .collect(),
-    )
-    .await;
-    all_ok(
-        &world,
-        (0..CONTRIBUTORS - 1)
-            .map(|i| include("ep1-tv", &format!("rec-{i}")))
-            .collect(),
-    )
-    .await;
-    world.ok(revenue("ep1-tv", usd("30000"))).await;
-    world.ok(revenue("ep1-tv", usd("20000"))).await;
-    world.ok(expense("ep1-tv", usd("3000"))).await;
-    world.ok(expense("ep1-tv", usd("1000"))).await;
+    cast(&world).await;
+    lead(&world).await;
+    records(&world).await;
+    money(&world).await;
 
-    let mut lines: Vec<Line> = (0..CONTRIBUTORS - 1).map(contributor_line).collect();
-    lines.push(Line {
-        rationale: "the original verse the opening is built on".into(),
-        ..line("inf0", "0.5", &["inf-rec-0"])
-    });
+    let lines = proposal();
     let proposed_at = world.ok(propose("ep1-d1", "ep1-tv", lines.clone())).await;
     world
         .ok(include("ep1-tv", &format!("rec-{}", CONTRIBUTORS - 1)))
         .await;
-    world.clock.set(day(1));
-    world
-        .ok(post(
-            "k-c007",
-            &contributor(7),
-            false,
-            on_line("ep1-d1", &contributor(7)),
-        ))
-        .await;
-    world
-        .ok(post(
-            "k-c012",
-            &contributor(12),
-            false,
-            CommentOn::Distribution(d1.clone()),
-        ))
-        .await;
-    world
-        .ok(post(
-            "k-staff-1",
-            "staff-sam",
-            true,
-            CommentOn::Reply(comment("k-c012")),
-        ))
-        .await;
+    first_comments(&world).await;
 
     // ---- Proposed, during the window ----
     let (v, domain_blockers) = view(&world, &models, day(1)).await;
@@ -303,38 +182,8 @@ async fn the_426_contributor_episode_field_by_field() {
     }
 
     // ---- Answered and amended ----
-    world.clock.set(day(2));
-    world
-        .ok(post(
-            "k-staff-2",
-            "staff-sam",
-            true,
-            CommentOn::Reply(comment("k-c007")),
-        ))
-        .await;
-    let amendment = vec![
-        line(&contributor(7), "4", &["rec-7"]),
-        contributor_line(CONTRIBUTORS - 1),
-    ];
-    let amended_at = world
-        .ok(amend("ep1-d1", &["k-c007"], &[], amendment.clone()))
-        .await;
-    world
-        .ok(post(
-            "k-c007-2",
-            &contributor(7),
-            false,
-            CommentOn::Reply(comment("k-staff-2")),
-        ))
-        .await;
-    world
-        .ok(post(
-            "k-staff-3",
-            "staff-sam",
-            true,
-            CommentOn::Reply(comment("k-c007-2")),
-        ))
-        .await;
+    let amended_at = answer_and_amend(&world).await;
+    let amendment = amendment();
     let (v, domain_blockers) = view(&world, &models, day(2)).await;
     assert_eq!(v.blockers, vec![Blocker::WindowOpen { closes_at: day(14) }]);
     assert_eq!(v.blockers, domain_blockers);
@@ -417,7 +266,7 @@ async fn the_426_contributor_episode_field_by_field() {
     assert_eq!(v.totals.issued_total, pool);
     assert_eq!(v.totals.pending_total, pool);
 
-    let failing = PayoutId::for_line(&d1, &member(&contributor(100)));
+    let failing = failing_payout();
     let failed_at = world.ok(fail(&failing)).await;
     let (v, _) = view(&world, &models, after_window).await;
     let failed = v.payouts.iter().find(|p| p.payout_id == failing).unwrap();

@@ -14,7 +14,7 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn small_world(world: &World, records: usize) {
+async fn small_world(world: &Harness, records: usize) {
     world.ok(register("alice")).await;
     world.ok(register("bob")).await;
     world.ok(start_project("p1")).await;
@@ -30,7 +30,7 @@ async fn small_world(world: &World, records: usize) {
 
 #[tokio::test]
 async fn a_query_waits_for_its_own_write_and_a_bounded_wait_times_out() {
-    let world = World::new().await;
+    let world = Harness::new().await;
     small_world(&world, 3).await;
     let models = ReadModels::start(world.store.clone(), None).await;
     let head = world.head().await;
@@ -94,7 +94,7 @@ async fn a_query_waits_for_its_own_write_and_a_bounded_wait_times_out() {
 
 #[tokio::test]
 async fn start_loads_snapshots_and_replays_only_the_tail() {
-    let world = World::new().await;
+    let world = Harness::new().await;
     small_world(&world, 20).await;
     let directory = world.snapshot_directory();
     let first = ReadModels::start(world.store.clone(), Some(directory.clone())).await;
@@ -176,7 +176,7 @@ async fn start_loads_snapshots_and_replays_only_the_tail() {
     assert_eq!(encoded(&reloaded), encoded(&scratch));
 }
 
-async fn small_tail(world: &World) {
+async fn small_tail(world: &Harness) {
     world.ok(register("dave")).await;
     world.ok(remix("t1", "p1", "dave", &["r19", "r4"])).await;
     world.ok(withdraw("r7")).await;
@@ -184,7 +184,7 @@ async fn small_tail(world: &World) {
 
 #[tokio::test]
 async fn a_rebuild_serves_from_the_old_instance_until_it_switches() {
-    let world = World::new().await;
+    let world = Harness::new().await;
     // Enough events for several progress reports while the new instance catches up
     // (subscriptions read 4,096 events at a time, applied 1,024 at a time).
     small_world(&world, 2).await;
@@ -292,7 +292,7 @@ async fn an_undecodable_event_stops_the_models_after_the_facts_before_it() {
     use ledger::store::{
         Actor, AppendRequest, CommandId, EventType, ProposedEvent, ServiceName, StreamId,
     };
-    let world = World::new().await;
+    let world = Harness::new().await;
     small_world(&world, 2).await;
     let before = world.head().await;
     world

@@ -145,106 +145,15 @@ async fn verify_exits_1_and_names_the_position_of_a_changed_event() {
 
 #[tokio::test]
 async fn explain_and_statement_print_a_payout_and_its_line() {
-    use ledger::domain::events::*;
-    use ledger::domain::ids::*;
-    use ledger::money::{ArtistShare, Currency, Money, Weight};
     use ledger::time::Timestamp;
+    use stemma_testkit::forge::one_line_payout_history;
 
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     let (store, _) = EmbeddedStore::open(&data, EmbeddedOptions::default())
         .await
         .unwrap();
-    let usd = |amount: &str| Money::parse(amount, Currency::USD).unwrap();
-    let production = ProductionId::new("pr").unwrap();
-    let distribution = DistributionId::new("d").unwrap();
-    let ann = MemberId::new("ann").unwrap();
-    let record = RecordId::new("r").unwrap();
-    let payout_id = PayoutId::for_line(&distribution, &ann);
-    let history: Vec<DomainEvent> = vec![
-        MemberRegistered {
-            member_id: ann.clone(),
-            handle: "@ann".into(),
-            personal_data: SealedPersonalData {
-                nonce: [0; 12],
-                ciphertext: vec![1],
-            },
-        }
-        .into(),
-        ProjectStarted {
-            project_id: ProjectId::new("p").unwrap(),
-            title: "P".into(),
-        }
-        .into(),
-        ProductionOpened {
-            production_id: production.clone(),
-            project_id: ProjectId::new("p").unwrap(),
-            title: "Pr".into(),
-            currency: Currency::USD,
-            artist_share: ArtistShare::half(),
-            feedback_window_micros: 1,
-        }
-        .into(),
-        RecordUploaded {
-            record_id: record.clone(),
-            project_id: ProjectId::new("p").unwrap(),
-            contributor: ann.clone(),
-            kind: RecordKind::Text,
-            title: "A verse".into(),
-            media: MediaRef {
-                blake3: [1; 32],
-                size_bytes: 1,
-            },
-            licence: Licence {
-                terms_version: "1".into(),
-            },
-        }
-        .into(),
-        RecordIncluded {
-            production_id: production.clone(),
-            record_id: record.clone(),
-        }
-        .into(),
-        RevenueRecorded {
-            production_id: production.clone(),
-            amount: usd("100"),
-            description: "sale".into(),
-        }
-        .into(),
-        AllocationProposed {
-            distribution_id: distribution.clone(),
-            production_id: production.clone(),
-            revenue_total: usd("100"),
-            expense_total: usd("0"),
-            earlier_pools: usd("0"),
-            pool: usd("50"),
-            published_at: Timestamp(0),
-            window_closes_at: Timestamp(1),
-            line_count: 1,
-            lines: vec![Line {
-                member: ann.clone(),
-                weight: Weight::parse("1").unwrap(),
-                rationale: "the verse".into(),
-                records: vec![record.clone()],
-            }],
-        }
-        .into(),
-        AllocationFinalized {
-            distribution_id: distribution.clone(),
-            pool: usd("50"),
-            amounts: vec![usd("50")],
-        }
-        .into(),
-        PayoutIssued {
-            payout_id: payout_id.clone(),
-            member: ann.clone(),
-            amount: usd("50"),
-            payout_for: PayoutFor::Line {
-                distribution_id: distribution.clone(),
-            },
-        }
-        .into(),
-    ];
+    let (history, payout_id) = one_line_payout_history("50", Timestamp(0));
     for (i, event) in history.iter().enumerate() {
         store
             .append(AppendRequest {

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use common::*;
 use ledger::audit::explain::{self, EventRef, PayoutExplanation};
-use ledger::domain::events::*;
 use ledger::domain::ids::*;
-use ledger::money::{ArtistShare, Currency, Money, Weight};
 use ledger::store::{
     Actor, AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, ServiceName,
 };
 use ledger::time::{Clock, SystemClock, Timestamp};
 use proto::v1 as pb;
 use services::auth::Role;
+use stemma_testkit::forge::one_line_payout_history;
 use tonic::Code;
 
 type AuditClient = pb::audit_client::AuditClient<Authed>;
@@ -232,99 +231,8 @@ async fn log_with_a_payout_of(data: &Path, paid: &str) -> PayoutId {
     let (store, _) = EmbeddedStore::open(data, EmbeddedOptions::default())
         .await
         .unwrap();
-    let usd = |amount: &str| Money::parse(amount, Currency::USD).unwrap();
-    let project = ProjectId::new("p").unwrap();
-    let production = ProductionId::new("pr").unwrap();
-    let distribution = DistributionId::new("d").unwrap();
-    let ann = MemberId::new("ann").unwrap();
-    let record = RecordId::new("r").unwrap();
-    let payout_id = PayoutId::for_line(&distribution, &ann);
-    let now = SystemClock.now();
-    let history: Vec<DomainEvent> = vec![
-        MemberRegistered {
-            member_id: ann.clone(),
-            handle: "@ann".into(),
-            personal_data: SealedPersonalData {
-                nonce: [0; 12],
-                ciphertext: vec![1],
-            },
-        }
-        .into(),
-        ProjectStarted {
-            project_id: project.clone(),
-            title: "P".into(),
-        }
-        .into(),
-        ProductionOpened {
-            production_id: production.clone(),
-            project_id: project.clone(),
-            title: "Pr".into(),
-            currency: Currency::USD,
-            artist_share: ArtistShare::half(),
-            feedback_window_micros: 1,
-        }
-        .into(),
-        RecordUploaded {
-            record_id: record.clone(),
-            project_id: project.clone(),
-            contributor: ann.clone(),
-            kind: RecordKind::Text,
-            title: "A verse".into(),
-            media: MediaRef {
-                blake3: [1; 32],
-                size_bytes: 1,
-            },
-            licence: Licence {
-                terms_version: "1".into(),
-            },
-        }
-        .into(),
-        RecordIncluded {
-            production_id: production.clone(),
-            record_id: record.clone(),
-        }
-        .into(),
-        RevenueRecorded {
-            production_id: production.clone(),
-            amount: usd("100"),
-            description: "sale".into(),
-        }
-        .into(),
-        AllocationProposed {
-            distribution_id: distribution.clone(),
-            production_id: production.clone(),
-            revenue_total: usd("100"),
-            expense_total: usd("0"),
-            earlier_pools: usd("0"),
-            pool: usd("50"),
-            // As the domain would: published when recorded, so only the payout is wrong.
-            published_at: now,
-            window_closes_at: Timestamp(now.0 + 1),
-            line_count: 1,
-            lines: vec![Line {
-                member: ann.clone(),
-                weight: Weight::parse("1").unwrap(),
-                rationale: "the verse".into(),
-                records: vec![record.clone()],
-            }],
-        }
-        .into(),
-        AllocationFinalized {
-            distribution_id: distribution.clone(),
-            pool: usd("50"),
-            amounts: vec![usd("50")],
-        }
-        .into(),
-        PayoutIssued {
-            payout_id: payout_id.clone(),
-            member: ann.clone(),
-            amount: usd(paid),
-            payout_for: PayoutFor::Line {
-                distribution_id: distribution.clone(),
-            },
-        }
-        .into(),
-    ];
+    // As the domain would: published when recorded, so only the payout is wrong.
+    let (history, payout_id) = one_line_payout_history(paid, SystemClock.now());
     for (i, event) in history.iter().enumerate() {
         store
             .append(AppendRequest {

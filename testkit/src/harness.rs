@@ -1,18 +1,21 @@
-//! A decider over a fresh embedded store in a temporary directory, with a manual clock.
-#![allow(dead_code)]
+//! A decider over a fresh embedded store in a temporary directory, with a manual clock:
+//! what the ledger's decider and audit tests and the projections' tests all run against.
 
 use std::sync::Arc;
 
 use ledger::decider::{CommandEnvelope, CommandError, CommandOutcome, Decider, DeciderHandle};
+use ledger::domain::decide::finalization_blockers;
+use ledger::domain::ids::DistributionId;
 use ledger::domain::privacy::FileKeyVault;
+use ledger::domain::Blocker;
 use ledger::domain::Command;
 use ledger::store::embedded::{IoFaults, IoOperation};
 use ledger::store::{
     Actor, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, OnBehalfOf, ServiceName,
 };
-use ledger::time::ManualClock;
+use ledger::time::{ManualClock, Timestamp};
 
-use super::t0;
+use crate::t0;
 
 pub struct Harness {
     pub store: Arc<EmbeddedStore>,
@@ -84,8 +87,18 @@ impl Harness {
         }
     }
 
+    /// Stops the decider and closes the store, releasing the lock; keeps the directory.
+    pub async fn close(self) -> tempfile::TempDir {
+        self.stop().await.0
+    }
+
     /// Stops the decider, closes the store and opens both again on the same directory.
     pub async fn restart(self) -> Harness {
+        let (directory, clock, next_command) = self.stop().await;
+        Harness::open(directory, clock, next_command, None).await
+    }
+
+    async fn stop(self) -> (tempfile::TempDir, Arc<ManualClock>, u64) {
         let Harness {
             store,
             handle,
@@ -98,7 +111,7 @@ impl Harness {
         task.await.unwrap();
         store.close().await;
         drop(store);
-        Harness::open(directory, clock, next_command.into_inner(), None).await
+        (directory, clock, next_command.into_inner())
     }
 
     pub fn envelope(command_id: &str, command: Command) -> CommandEnvelope {
@@ -138,6 +151,35 @@ impl Harness {
             Ok(outcome) => outcome,
             Err(error) => panic!("{description}: {error}"),
         }
+    }
+
+    /// Where tests of read-model snapshots keep them: inside the harness's directory, so
+    /// they go with it.
+    pub fn snapshot_directory(&self) -> std::path::PathBuf {
+        self.directory.path().join("snapshots")
+    }
+
+    /// What the domain says blocks finalizing `distribution_id` at `now` (nothing once
+    /// finalized); `None` when there is no such distribution. What the read models' and the
+    /// audit's blockers are checked against.
+    pub async fn domain_blockers(
+        &self,
+        distribution_id: &DistributionId,
+        now: Timestamp,
+    ) -> Option<Vec<Blocker>> {
+        let distribution_id = distribution_id.clone();
+        self.handle
+            .inspect(move |state| {
+                state.distribution(&distribution_id).map(|d| {
+                    if d.amounts.is_some() {
+                        Vec::new()
+                    } else {
+                        finalization_blockers(state, d, now).0
+                    }
+                })
+            })
+            .await
+            .unwrap()
     }
 
     pub async fn head(&self) -> u64 {
