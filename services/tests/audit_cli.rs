@@ -146,32 +146,12 @@ async fn verify_exits_1_and_names_the_position_of_a_changed_event() {
 #[tokio::test]
 async fn explain_and_statement_print_a_payout_and_its_line() {
     use ledger::time::Timestamp;
-    use stemma_testkit::forge::one_line_payout_history;
+    use stemma_testkit::forge::{one_line_payout_history, write_log_past_the_domain};
 
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
-    let (store, _) = EmbeddedStore::open(&data, EmbeddedOptions::default())
-        .await
-        .unwrap();
     let (history, payout_id) = one_line_payout_history("50", Timestamp(0));
-    for (i, event) in history.iter().enumerate() {
-        store
-            .append(AppendRequest {
-                command_id: CommandId::new(format!("c{i}")).unwrap(),
-                correlation_id: None,
-                causation_id: None,
-                actor: Actor {
-                    service: ServiceName::new("gateway").unwrap(),
-                    on_behalf_of: None,
-                },
-                command_fingerprint: None,
-                expectations: vec![],
-                events: vec![event.to_proposed()],
-            })
-            .await
-            .unwrap();
-    }
-    store.close().await;
+    write_log_past_the_domain(&data, &history).await;
 
     let output = stemma(
         &["audit", "explain", "--json", "--payout", payout_id.as_str()],

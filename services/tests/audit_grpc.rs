@@ -10,13 +10,10 @@ use std::time::Duration;
 use common::*;
 use ledger::audit::explain::{self, EventRef, PayoutExplanation};
 use ledger::domain::ids::*;
-use ledger::store::{
-    Actor, AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, ServiceName,
-};
 use ledger::time::{Clock, SystemClock, Timestamp};
 use proto::v1 as pb;
 use services::auth::Role;
-use stemma_testkit::forge::one_line_payout_history;
+use stemma_testkit::forge::{one_line_payout_history, write_log_past_the_domain};
 use tonic::Code;
 
 type AuditClient = pb::audit_client::AuditClient<Authed>;
@@ -228,29 +225,9 @@ async fn head_matches_the_store_and_a_clean_log_verifies_clean_with_progress() {
 /// A consistent history of one distribution with one line, appended directly to a store
 /// (past the domain), whose payout pays `paid` instead of the finalized 50.00.
 async fn log_with_a_payout_of(data: &Path, paid: &str) -> PayoutId {
-    let (store, _) = EmbeddedStore::open(data, EmbeddedOptions::default())
-        .await
-        .unwrap();
     // As the domain would: published when recorded, so only the payout is wrong.
     let (history, payout_id) = one_line_payout_history(paid, SystemClock.now());
-    for (i, event) in history.iter().enumerate() {
-        store
-            .append(AppendRequest {
-                command_id: CommandId::new(format!("direct-{i}")).unwrap(),
-                correlation_id: None,
-                causation_id: None,
-                actor: Actor {
-                    service: ServiceName::new("intruder").unwrap(),
-                    on_behalf_of: None,
-                },
-                command_fingerprint: None,
-                expectations: vec![],
-                events: vec![event.to_proposed()],
-            })
-            .await
-            .unwrap();
-    }
-    store.close().await;
+    write_log_past_the_domain(data, &history).await;
     payout_id
 }
 

@@ -1,14 +1,15 @@
 //! Events appended past the domain, as an intruder with write access to the store would:
 //! the audit tests' forgeries, which the semantic replay must find.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ledger::domain::events::*;
 use ledger::domain::ids::*;
 use ledger::domain::{decide, Command, DomainEvent};
 use ledger::money::{ArtistShare, Currency, Money, Weight};
 use ledger::store::{
-    Actor, AppendRequest, AppendResult, CommandId, EventStore, ProposedEvent, ServiceName,
+    Actor, AppendRequest, AppendResult, CommandId, EmbeddedOptions, EmbeddedStore, EventStore,
+    ProposedEvent, ServiceName,
 };
 use ledger::time::{Clock, Timestamp};
 
@@ -28,6 +29,24 @@ pub fn intruder_append(command_id: &str, events: Vec<ProposedEvent>) -> AppendRe
         expectations: vec![],
         events,
     }
+}
+
+/// A new log at `data` holding `events`, one intruder append each (command ids
+/// `direct-0`, `direct-1`, …), closed so that another process may open it.
+pub async fn write_log_past_the_domain(data: &Path, events: &[DomainEvent]) {
+    let (store, _) = EmbeddedStore::open(data, EmbeddedOptions::default())
+        .await
+        .unwrap();
+    for (i, event) in events.iter().enumerate() {
+        store
+            .append(intruder_append(
+                &format!("direct-{i}"),
+                vec![event.to_proposed()],
+            ))
+            .await
+            .unwrap();
+    }
+    store.close().await;
 }
 
 /// `events` in the form the store takes them.
