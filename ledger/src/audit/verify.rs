@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::findings::{Check, Finding, FindingSink};
 use super::replay::{EventAt, Replay};
 use crate::domain::DomainEvent;
-use crate::store::codec;
+use crate::store::codec::{self, EnvelopeRef};
 use crate::store::embedded::snapshot::{LogSnapshot, ScanItem};
 use crate::store::{Hash32, Head, Position, StreamVersion};
 
@@ -107,46 +107,7 @@ struct Chain {
     events: u64,
 }
 
-/// An envelope read in place from the batch's bytes: the fields of `RecordedEvent` in its
-/// bincode order (each identifier a newtype over a string, so the same bytes), borrowed,
-/// so checking an event allocates nothing. `decode_event` stays the reference: it gives
-/// the message of an envelope that does not decode.
-#[derive(bincode::BorrowDecode)]
-struct EnvelopeRef<'a> {
-    position: Position,
-    stream_id: &'a str,
-    stream_version: StreamVersion,
-    _event_id: [u8; 16],
-    event_type: &'a str,
-    schema_version: u16,
-    recorded_at: i64,
-    _command_id: &'a str,
-    _command_fingerprint: Option<u128>,
-    _correlation_id: Option<&'a str>,
-    _causation_id: Option<&'a str>,
-    _actor_service: &'a str,
-    _actor_on_behalf_of: Option<&'a str>,
-    payload: &'a [u8],
-    previous_hash: [u8; 32],
-    hash: [u8; 32],
-}
-
 impl<'a> EnvelopeRef<'a> {
-    fn decode(body: &'a [u8]) -> Result<EnvelopeRef<'a>, crate::store::CorruptionKind> {
-        match bincode::borrow_decode_from_slice::<EnvelopeRef<'a>, _>(
-            body,
-            bincode::config::standard(),
-        ) {
-            Ok((envelope, read)) if read == body.len() => Ok(envelope),
-            // The rare path: the owned decoder words the finding.
-            _ => Err(codec::decode_event(body).err().unwrap_or_else(|| {
-                crate::store::CorruptionKind::Undecodable(
-                    "the envelope does not decode in place".into(),
-                )
-            })),
-        }
-    }
-
     fn at(&self) -> EventAt<'a> {
         EventAt {
             position: self.position,

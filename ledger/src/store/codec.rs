@@ -200,6 +200,45 @@ pub fn stored_hash(body: &[u8]) -> Hash32 {
     Hash32(hash)
 }
 
+/// An envelope read in place from a frame's body: the fields of `RecordedEvent` in its
+/// bincode order (each identifier a newtype over a string, so the same bytes), borrowed,
+/// so checking an event allocates nothing. `decode_event` stays the reference: it gives
+/// the message of an envelope that does not decode.
+#[derive(bincode::BorrowDecode)]
+pub struct EnvelopeRef<'a> {
+    pub position: Position,
+    pub stream_id: &'a str,
+    pub stream_version: StreamVersion,
+    pub event_id: [u8; 16],
+    pub event_type: &'a str,
+    pub schema_version: u16,
+    pub recorded_at: i64,
+    pub command_id: &'a str,
+    pub command_fingerprint: Option<u128>,
+    pub correlation_id: Option<&'a str>,
+    pub causation_id: Option<&'a str>,
+    pub actor_service: &'a str,
+    pub actor_on_behalf_of: Option<&'a str>,
+    pub payload: &'a [u8],
+    pub previous_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+impl<'a> EnvelopeRef<'a> {
+    pub fn decode(body: &'a [u8]) -> Result<EnvelopeRef<'a>, CorruptionKind> {
+        match bincode::borrow_decode_from_slice::<EnvelopeRef<'a>, _>(
+            body,
+            bincode::config::standard(),
+        ) {
+            Ok((envelope, read)) if read == body.len() => Ok(envelope),
+            // The rare path: the owned decoder words the finding.
+            _ => Err(decode_event(body).err().unwrap_or_else(|| {
+                CorruptionKind::Undecodable("the envelope does not decode in place".into())
+            })),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
