@@ -16,6 +16,10 @@
 //! comparing two builds on the same log; `STEMMA_BENCH_AUDIT_ONLY=chain` (or `semantic`)
 //! runs only that pass, for a profiler.
 
+/// The allocator of the `stemma` binary, so the numbers are the ones it gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -5,6 +5,10 @@
 //! The tree is generated deterministically: each record remixes 0–3 earlier records,
 //! mostly recent ones (as remix chains do), sometimes any older one.
 
+/// The allocator of the `stemma` binary, so the numbers are the ones it gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -10,6 +10,10 @@
 //!
 //! `cargo bench -p benches --bench projections`. Generators are seeded: runs compare.
 
+/// The allocator of the `stemma` binary, so the numbers are the ones it gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -21,6 +21,10 @@
 //! `cargo bench -p benches --bench store -- --noplot` (`STEMMA_BENCH_SKIP_READS=1` skips the
 //! reads and the 1M-event log they need; `STEMMA_BENCH_DIR` sets where data goes).
 
+/// The allocator of the `stemma` binary, so the numbers are the ones it gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,6 +7,10 @@
 //! disk out entirely). Prints ns of CPU per event for the builder (`stemma-writer`), the
 //! syncer and the whole process, and events per commit.
 
+/// The allocator of the `stemma` binary, so the numbers are the ones it gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
