@@ -200,6 +200,16 @@ pub fn stored_hash(body: &[u8]) -> Hash32 {
     Hash32(hash)
 }
 
+/// The stored previous hash and the content it is linked with: an envelope ends with its
+/// previous hash and its hash, 32 bytes each (bincode writes arrays without a length), so
+/// both are found without decoding. `None` for a body too short to be an envelope.
+pub fn stored_link(body: &[u8]) -> Option<(&[u8; 32], &[u8])> {
+    let hash_at = body.len().checked_sub(32)?;
+    let previous_at = hash_at.checked_sub(32)?;
+    let previous = body[previous_at..hash_at].try_into().expect("32 bytes");
+    Some((previous, &body[..hash_at]))
+}
+
 /// An envelope read in place from a frame's body: the fields of `RecordedEvent` in its
 /// bincode order (each identifier a newtype over a string, so the same bytes), borrowed,
 /// so checking an event allocates nothing. `decode_event` stays the reference: it gives
@@ -274,6 +284,13 @@ mod tests {
         let body = encode_and_hash(&mut event);
         assert_eq!(stored_hash(&body), event.hash);
         assert_eq!(crate::store::chain::expected_hash(&event), event.hash);
+        let (previous, content) = stored_link(&body).unwrap();
+        assert_eq!(*previous, event.previous_hash.0);
+        assert_eq!(
+            crate::store::chain::link(&event.previous_hash, content),
+            event.hash
+        );
+        assert_eq!(stored_link(&body[..63]), None);
         assert!(body_hash_is_valid(&event.previous_hash, &body, &event.hash));
         assert_eq!(decode_event(&body).unwrap(), event);
         let mut changed = event.clone();

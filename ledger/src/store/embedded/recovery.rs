@@ -24,9 +24,10 @@ use std::sync::Arc;
 
 use super::index::{CommandKey, Index, SegmentEntry};
 use super::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::store::chain::Links;
 use crate::store::codec::{self, CommitRange, Frame, FRAME_MAGIC};
 use crate::store::error::{CorruptionKind, StoreError};
-use crate::store::types::{Head, Position, StreamId};
+use crate::store::types::{Hash32, Head, Position, StreamId};
 use crate::time::Timestamp;
 
 /// A torn tail that was cut on open.
@@ -148,6 +149,61 @@ pub fn scan(
     Ok((index, torn_tail))
 }
 
+/// Frames whose checksums hold, read ahead of the checks in order, with whether each
+/// stored hash is the hash of its content (given its stored previous hash): hashed
+/// together, one frame per SIMD lane (`chain::Links`), which is several times cheaper than
+/// one by one and was the largest part of opening a log.
+#[derive(Default)]
+struct LinkChecks<'a> {
+    /// (commit, body, hash holds), in reverse so `next` pops the earliest.
+    ahead: Vec<(CommitRange, &'a [u8], bool)>,
+    links: Links,
+    hashes: Vec<Hash32>,
+}
+
+/// Frames read ahead at a time: enough to fill the SIMD lanes of every length group.
+const FRAMES_AHEAD: usize = 256;
+
+impl<'a> LinkChecks<'a> {
+    fn is_empty(&self) -> bool {
+        self.ahead.is_empty()
+    }
+
+    /// Reads up to `FRAMES_AHEAD` valid frames from `at`, stopping before anything else.
+    fn check_ahead(&mut self, bytes: &'a [u8], mut at: usize, body_bytes_max: usize) {
+        while self.ahead.len() < FRAMES_AHEAD && at <= bytes.len() {
+            let Frame::Valid {
+                commit,
+                body,
+                frame_bytes,
+            } = codec::parse_frame(&bytes[at..], body_bytes_max)
+            else {
+                break;
+            };
+            self.ahead.push((commit, body, false));
+            at += frame_bytes;
+        }
+        let inputs: Vec<(&[u8; 32], &[u8])> = self
+            .ahead
+            .iter()
+            .filter_map(|(_, body, _)| codec::stored_link(body))
+            .collect();
+        self.links.link_many(&inputs, &mut self.hashes);
+        let mut hashes = self.hashes.iter();
+        for (_, body, holds) in &mut self.ahead {
+            if codec::stored_link(body).is_some() {
+                let hash = hashes.next().expect("one hash per input");
+                *holds = *hash == codec::stored_hash(body);
+            }
+        }
+        self.ahead.reverse();
+    }
+
+    fn next(&mut self) -> Option<(CommitRange, &'a [u8], bool)> {
+        self.ahead.pop()
+    }
+}
+
 /// Scans the records of one segment into `index`, up to the first thing that is not a
 /// valid record. Errors on damage that cannot be a torn write.
 fn scan_records(
@@ -158,22 +214,23 @@ fn scan_records(
 ) -> Result<Stop, StoreError> {
     let mut at = SEGMENT_HEADER_BYTES as usize;
     let mut commit: Option<CommitScan> = None;
+    let mut links = LinkChecks::default();
     loop {
         let position = index.head.position + 1;
-        let (range, body) = match codec::parse_frame(&bytes[at..], body_bytes_max) {
-            Frame::Valid { commit, body, .. } => (commit, body),
-            Frame::Empty | Frame::Invalid(_) => {
-                let damage = match codec::parse_frame(&bytes[at..], body_bytes_max) {
-                    Frame::Invalid(kind) => Some(kind),
-                    _ => None,
-                };
-                let incomplete = commit.filter(|c| c.range.last_position > index.head.position);
-                return Ok(Stop {
-                    offset: at,
-                    damage,
-                    incomplete,
-                });
-            }
+        if links.is_empty() {
+            links.check_ahead(bytes, at, body_bytes_max);
+        }
+        let Some((range, body, hash_holds)) = links.next() else {
+            let damage = match codec::parse_frame(&bytes[at..], body_bytes_max) {
+                Frame::Invalid(kind) => Some(kind),
+                Frame::Empty | Frame::Valid { .. } => None,
+            };
+            let incomplete = commit.filter(|c| c.range.last_position > index.head.position);
+            return Ok(Stop {
+                offset: at,
+                damage,
+                incomplete,
+            });
         };
         // A frame whose checksum matches was written whole: anything wrong inside it is
         // corruption, never a torn write.
@@ -214,7 +271,8 @@ fn scan_records(
         if event.previous_hash != index.head.hash {
             return Err(corrupt(CorruptionKind::BrokenLink));
         }
-        if !codec::body_hash_is_valid(&index.head.hash, body, &event.hash) {
+        // Checked ahead against the stored previous hash, which equals the head's here.
+        if !hash_holds {
             return Err(corrupt(CorruptionKind::BadHash));
         }
         let expected_version = index.stream_version(&event.stream_id) + 1;
