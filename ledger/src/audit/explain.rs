@@ -163,20 +163,28 @@ pub struct PayoutExplanation {
 }
 
 /// Every event of the log in order, decoded where it decodes, with the replayed state
-/// before it.
+/// before it. Checks `stop` before each commit: `AuditError::Stopped` once it says so.
 fn each_event(
     data_directory: &Path,
+    stop: &dyn Fn() -> bool,
     mut visit: impl FnMut(&RecordedEvent, Option<&DomainEvent>, &Replay),
 ) -> Result<Replay, AuditError> {
     let snapshot = LogSnapshot::open(data_directory)?;
     let mut replay = Replay::new();
     let mut ignored = FindingSink::default();
+    let mut position = 0;
+    let mut stopped = false;
     snapshot.scan(|item| {
+        if stop() {
+            stopped = true;
+            return false;
+        }
         if let ScanItem::Commit { frames, .. } = item {
             for frame in frames {
                 let Ok(recorded) = codec::decode_event(frame.body) else {
                     continue;
                 };
+                position = recorded.position;
                 let event = DomainEvent::decode(
                     recorded.event_type.as_str(),
                     recorded.schema_version,
@@ -193,6 +201,9 @@ fn each_event(
         }
         true
     })?;
+    if stopped {
+        return Err(AuditError::Stopped { position });
+    }
     Ok(replay)
 }
 
@@ -201,9 +212,19 @@ pub fn explain_payout(
     data_directory: &Path,
     payout_id: &PayoutId,
 ) -> Result<Option<PayoutExplanation>, AuditError> {
+    explain_payout_until_stopped(data_directory, payout_id, &|| false)
+}
+
+/// `explain_payout`, stopping with `AuditError::Stopped` once `stop` says so (checked
+/// before each commit of both passes): a server's caller may go away.
+pub fn explain_payout_until_stopped(
+    data_directory: &Path,
+    payout_id: &PayoutId,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<PayoutExplanation>, AuditError> {
     // Pass 1: what the payout pays.
     let mut issued: Option<(RecordedEvent, PayoutIssued)> = None;
-    let first_pass = each_event(data_directory, |recorded, event, _| {
+    let first_pass = each_event(data_directory, stop, |recorded, event, _| {
         if let Some(DomainEvent::PayoutIssued(e)) = event {
             if &e.payout_id == payout_id && issued.is_none() {
                 issued = Some((recorded.clone(), e.clone()));
@@ -233,7 +254,7 @@ pub fn explain_payout(
 
     // Pass 2: everything behind it.
     let mut gathered = Gathered::default();
-    let replay = each_event(data_directory, |recorded, event, replay| {
+    let replay = each_event(data_directory, stop, |recorded, event, replay| {
         let Some(event) = event else { return };
         gathered.visit(
             recorded,
@@ -595,8 +616,17 @@ pub struct StatementTotal {
 
 /// Every payout issued to `member`, with its state, and totals per currency.
 pub fn statement(data_directory: &Path, member: &MemberId) -> Result<Statement, AuditError> {
+    statement_until_stopped(data_directory, member, &|| false)
+}
+
+/// `statement`, stopping with `AuditError::Stopped` once `stop` says so.
+pub fn statement_until_stopped(
+    data_directory: &Path,
+    member: &MemberId,
+    stop: &dyn Fn() -> bool,
+) -> Result<Statement, AuditError> {
     let mut issued: Vec<(RecordedEvent, PayoutIssued)> = Vec::new();
-    let replay = each_event(data_directory, |recorded, event, _| {
+    let replay = each_event(data_directory, stop, |recorded, event, _| {
         if let Some(DomainEvent::PayoutIssued(e)) = event {
             if &e.member == member {
                 issued.push((recorded.clone(), e.clone()));

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -69,21 +70,38 @@ impl AuditRpcs {
             .map_err(|_| status::audit_passes_exhausted(self.passes_max))
     }
 
-    /// Runs `work` on a blocking thread, holding one audit pass until it returns (also
-    /// when the caller has gone away meanwhile: the pass still occupies a thread).
+    /// Runs `work` on a blocking thread, holding one audit pass until it returns. `work`
+    /// gets a stop signal: true once the caller has gone away (tonic drops this future,
+    /// and with it the `CallerGone` guard) or the server shuts down, so the pass stops at
+    /// its next commit and frees its thread and its slot.
     async fn run_pass<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Path) -> Result<T, AuditError> + Send + 'static,
+        work: impl FnOnce(&Path, &dyn Fn() -> bool) -> Result<T, AuditError> + Send + 'static,
     ) -> Result<T, Status> {
         let permit = self.admit()?;
         let data = self.data.clone();
+        let caller_gone = CallerGone::default();
+        let gone = Arc::clone(&caller_gone.0);
+        let shutting_down = self.shutting_down.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work(&data)
+            let stop = || gone.load(Ordering::Relaxed) || *shutting_down.borrow();
+            work(&data, &stop)
         })
         .await
         .map_err(status::audit_task_failed)?
         .map_err(status::audit_error)
+    }
+}
+
+/// Set when dropped: held by a unary audit call's future, which tonic drops when the
+/// caller goes away (or after the answer is sent, when the pass has returned already).
+#[derive(Default)]
+struct CallerGone(Arc<AtomicBool>);
+
+impl Drop for CallerGone {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -475,8 +493,10 @@ impl pb::audit_server::Audit for AuditRpcs {
         let payout_id = PayoutId::new(request.into_inner().payout_id).map_err(status::invalid)?;
         let explained = {
             let payout_id = payout_id.clone();
-            self.run_pass(move |data| explain::explain_payout(data, &payout_id))
-                .await?
+            self.run_pass(move |data, stop| {
+                explain::explain_payout_until_stopped(data, &payout_id, stop)
+            })
+            .await?
         };
         let explained = explained
             .ok_or_else(|| Status::not_found(format!("payout {payout_id} is not in the log")))?;
@@ -502,7 +522,7 @@ impl pb::audit_server::Audit for AuditRpcs {
         require(&request, AUDITORS)?;
         let member = MemberId::new(request.into_inner().member_id).map_err(status::invalid)?;
         let found = self
-            .run_pass(move |data| explain::statement(data, &member))
+            .run_pass(move |data, stop| explain::statement_until_stopped(data, &member, stop))
             .await?;
         Ok(Response::new(statement(found)))
     }
