@@ -14,7 +14,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ledger::store::{subscribe, EventStore, Hash32, Position};
+use ledger::store::{subscribe_batches, EventStore, Hash32, Position};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -353,13 +353,14 @@ const DECODED_BATCHES_QUEUED_MAX: usize = 2;
 /// A batch read and decoded, or why reading stopped (after the events before the failure).
 type Decoded = (Vec<AppliedEvent>, Option<String>);
 
-/// Reads the subscription and decodes each event once, ahead of the applier.
+/// Reads the subscription in batches and decodes each event once, in place (no owned
+/// envelope in between), ahead of the applier.
 async fn read_and_decode<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: Position,
     decoded: tokio::sync::mpsc::Sender<Decoded>,
 ) {
-    let mut subscription = subscribe(store, from);
+    let mut subscription = subscribe_batches(store, from);
     loop {
         let batch = match subscription.next_batch().await {
             Ok(batch) => batch,
@@ -372,13 +373,13 @@ async fn read_and_decode<S: EventStore + ?Sized>(
         };
         let mut events = Vec::with_capacity(batch.len());
         let mut failure = None;
-        for recorded in &batch {
-            match AppliedEvent::decode(recorded) {
+        for view in batch.iter() {
+            match AppliedEvent::decode_view(&view) {
                 Ok(event) => events.push(event),
                 Err(error) => {
                     let reason = format!(
                         "event at position {} does not decode: {error}",
-                        recorded.position
+                        view.position()
                     );
                     tracing::error!(%reason, "projection runner stopped");
                     failure = Some(reason);
