@@ -10,6 +10,8 @@
 //! - `store_read_all/<batch>`: the whole log of 1,000,000 events through `read_all` in
 //!   batches of `batch` (the log is written once, before measuring; it is then in the page
 //!   cache, so this measures decoding and copying, not the disk).
+//! - `store_read_all_batch/<batch>`: the same log through `read_all_batch` into one reused
+//!   `RecordBatch`, reading each event's type and payload in place.
 //!
 //! Besides criterion's estimates it prints, per benchmark, its own totals over every timed
 //! iteration (warm-up included): events/s, commits (fsyncs) and events per commit. The
@@ -36,6 +38,7 @@ use criterion::{
 use ledger::store::codec::{self, CommitRange};
 use ledger::store::{
     AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventId, EventStore, Hash32,
+    RecordBatch,
 };
 
 const CONCURRENCY: [usize; 3] = [1, 16, 256];
@@ -345,6 +348,46 @@ fn full_reads(c: &mut Criterion) {
             })
         });
         totals.print(&format!("store_read_all/{batch}"));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("store_read_all_batch");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8))
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(READ_EVENTS));
+    for batch_events in READ_BATCHES {
+        let mut totals = Totals::default();
+        let mut batch = RecordBatch::new();
+        group.bench_function(BenchmarkId::from_parameter(batch_events), |b| {
+            b.iter_custom(|iters| {
+                let elapsed = runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut position = 1;
+                        while position <= READ_EVENTS {
+                            store
+                                .read_all_batch(position, batch_events, &mut batch)
+                                .await
+                                .unwrap();
+                            assert!(!batch.is_empty());
+                            // What a consumer reads of each event, at the least.
+                            for view in batch.iter() {
+                                std::hint::black_box((view.event_type(), view.payload()));
+                            }
+                            position += batch.len() as u64;
+                        }
+                    }
+                    start.elapsed()
+                });
+                totals.events += iters * READ_EVENTS;
+                totals.elapsed += elapsed;
+                elapsed
+            })
+        });
+        totals.print(&format!("store_read_all_batch/{batch_events}"));
     }
     group.finish();
     runtime.block_on(store.close());

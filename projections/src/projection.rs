@@ -2,7 +2,7 @@
 //! stored form for snapshots.
 
 use ledger::domain::DomainEvent;
-use ledger::store::{Hash32, Position, RecordedEvent};
+use ledger::store::{EventView, Hash32, Position, RecordedEvent};
 use ledger::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -32,6 +32,19 @@ impl AppliedEvent {
                 recorded.schema_version,
                 &recorded.payload,
             )?,
+        })
+    }
+
+    /// `decode` from an event of a `RecordBatch`, in place: the same fields, and the same
+    /// upcasting (the domain's decode does it, from the type and schema version).
+    pub fn decode_view(
+        view: &EventView<'_>,
+    ) -> Result<AppliedEvent, ledger::domain::events::EventDecodeError> {
+        Ok(AppliedEvent {
+            position: view.position(),
+            recorded_at: view.recorded_at(),
+            hash: view.hash(),
+            event: DomainEvent::decode(view.event_type(), view.schema_version(), view.payload())?,
         })
     }
 }

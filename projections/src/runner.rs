@@ -11,12 +11,13 @@
 //! runner holds the write lock for at most `APPLY_CHUNK_EVENTS_MAX` events at a time, so a
 //! query never waits long behind a catch-up.
 
+use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ledger::store::{subscribe, EventStore, Hash32, Position};
+use ledger::store::{subscribe_batches, EventStore, Hash32, Position};
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -328,22 +329,105 @@ impl Runner {
     }
 }
 
-/// Applies a chunk to every instance; a large chunk to several instances on scoped threads
-/// (the models are independent), so a catch-up uses every core.
-fn apply_to_all(feeds: &[Arc<dyn Feed>], chunk: &[AppliedEvent]) {
-    let live: Vec<&Arc<dyn Feed>> = feeds.iter().filter(|feed| !feed.is_retired()).collect();
-    if live.len() < 2 || chunk.len() < PARALLEL_APPLY_EVENTS_MIN {
-        for feed in live {
-            feed.apply_chunk(chunk);
+/// A large chunk for an apply thread: where it lies in its batch, and whom to tell when it
+/// is applied.
+struct ApplyJob {
+    events: Arc<Vec<AppliedEvent>>,
+    range: Range<usize>,
+    done: oneshot::Sender<()>,
+}
+
+/// An instance the runner feeds, with its apply thread when the runner feeds several.
+///
+/// Large chunks go to one long-lived thread per instance rather than to threads started per
+/// chunk (three thread starts per 1,024 events, each with a fresh allocator heap, and a
+/// model's memory freed on threads other than the one that allocated it). A model is thus
+/// always applied on the same thread, and the runner's task awaits the chunk instead of
+/// blocking a runtime thread, so the reader decodes the next batch meanwhile. Measured on
+/// a 1M-event rebuild: see ARCHITECTURE.md (the read side, known limits).
+struct Applier {
+    feed: Arc<dyn Feed>,
+    /// One job at most is queued: the runner waits for every job of a chunk before the
+    /// next. Dropping the sender ends the thread, which drops its handle on the instance.
+    jobs: Option<std::sync::mpsc::SyncSender<ApplyJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Applier {
+    /// Ends the thread and waits for it, so a retired instance is freed when its applier
+    /// is dropped, not whenever the thread next runs. Between chunks the thread is idle
+    /// (the runner awaited its job), so this waits for nothing but its exit.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            // A panic there was already reported by the job it failed.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Applier {
+    fn inline(feed: Arc<dyn Feed>) -> Applier {
+        Applier {
+            feed,
+            jobs: None,
+            thread: None,
+        }
+    }
+
+    fn threaded(feed: Arc<dyn Feed>) -> std::io::Result<Applier> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<ApplyJob>(1);
+        let worker_feed = Arc::clone(&feed);
+        let thread = std::thread::Builder::new()
+            .name(format!("apply-{}", feed.name()))
+            .spawn(move || {
+                for job in queue {
+                    worker_feed.apply_chunk(&job.events[job.range]);
+                    let _ = job.done.send(());
+                }
+            })?;
+        Ok(Applier {
+            feed,
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Applies `events[range]` to every instance: a large chunk to several instances at once on
+/// their apply threads (the models are independent), so a catch-up uses every core; a
+/// small one (live, a few events) here, where a hand-off would cost more than it saves.
+async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>, range: Range<usize>) {
+    let live: Vec<&Applier> = appliers
+        .iter()
+        .filter(|applier| !applier.feed.is_retired())
+        .collect();
+    if live.len() < 2 || range.len() < PARALLEL_APPLY_EVENTS_MIN {
+        for applier in live {
+            applier.feed.apply_chunk(&events[range.clone()]);
         }
         return;
     }
-    std::thread::scope(|scope| {
-        for feed in &live[1..] {
-            scope.spawn(move || feed.apply_chunk(chunk));
+    let mut applied = Vec::with_capacity(live.len());
+    for applier in live {
+        match &applier.jobs {
+            Some(jobs) => {
+                let (done, finished) = oneshot::channel();
+                jobs.send(ApplyJob {
+                    events: Arc::clone(events),
+                    range: range.clone(),
+                    done,
+                })
+                .expect("an apply thread runs while its runner holds its sender");
+                applied.push(finished);
+            }
+            None => applier.feed.apply_chunk(&events[range.clone()]),
         }
-        live[0].apply_chunk(chunk);
-    });
+    }
+    for finished in applied {
+        // As with a panic on a scoped thread: a model that panicked ends the runner.
+        finished.await.expect("an apply thread panicked");
+    }
 }
 
 /// Decoded batches waiting to be applied: reading and decoding the next batch overlaps
@@ -353,13 +437,14 @@ const DECODED_BATCHES_QUEUED_MAX: usize = 2;
 /// A batch read and decoded, or why reading stopped (after the events before the failure).
 type Decoded = (Vec<AppliedEvent>, Option<String>);
 
-/// Reads the subscription and decodes each event once, ahead of the applier.
+/// Reads the subscription in batches and decodes each event once, in place (no owned
+/// envelope in between), ahead of the applier.
 async fn read_and_decode<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: Position,
     decoded: tokio::sync::mpsc::Sender<Decoded>,
 ) {
-    let mut subscription = subscribe(store, from);
+    let mut subscription = subscribe_batches(store, from);
     loop {
         let batch = match subscription.next_batch().await {
             Ok(batch) => batch,
@@ -372,13 +457,13 @@ async fn read_and_decode<S: EventStore + ?Sized>(
         };
         let mut events = Vec::with_capacity(batch.len());
         let mut failure = None;
-        for recorded in &batch {
-            match AppliedEvent::decode(recorded) {
+        for view in batch.iter() {
+            match AppliedEvent::decode_view(&view) {
                 Ok(event) => events.push(event),
                 Err(error) => {
                     let reason = format!(
                         "event at position {} does not decode: {error}",
-                        recorded.position
+                        view.position()
                     );
                     tracing::error!(%reason, "projection runner stopped");
                     failure = Some(reason);
@@ -393,21 +478,49 @@ async fn read_and_decode<S: EventStore + ?Sized>(
     }
 }
 
+/// An apply thread per instance when there are several, else none.
+fn appliers(feeds: Vec<Arc<dyn Feed>>) -> Result<Vec<Applier>, String> {
+    if feeds.len() < 2 {
+        return Ok(feeds.into_iter().map(Applier::inline).collect());
+    }
+    feeds
+        .into_iter()
+        .map(|feed| {
+            Applier::threaded(feed)
+                .map_err(|error| format!("could not start an apply thread: {error}"))
+        })
+        .collect()
+}
+
 async fn run<S: EventStore + ?Sized>(
     store: Arc<S>,
-    mut feeds: Vec<Arc<dyn Feed>>,
+    feeds: Vec<Arc<dyn Feed>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let from = feeds.iter().map(|feed| feed.position()).min().unwrap_or(0) + 1;
+    let mut appliers = match appliers(feeds.clone()) {
+        Ok(appliers) => appliers,
+        Err(reason) => {
+            tracing::error!(%reason, "projection runner stopped");
+            for feed in &feeds {
+                feed.stop(&reason);
+            }
+            return;
+        }
+    };
+    drop(feeds);
     let (sender, mut decoded) = tokio::sync::mpsc::channel(DECODED_BATCHES_QUEUED_MAX);
     let reader = tokio::spawn(read_and_decode(store, from, sender));
     let stopped = loop {
-        feeds.retain(|feed| !feed.is_retired());
-        if feeds.is_empty() {
+        // Dropping a retired instance's applier ends its thread and frees the model.
+        appliers.retain(|applier| !applier.feed.is_retired());
+        if appliers.is_empty() {
             break None;
         }
-        let mut retirements: Vec<watch::Receiver<bool>> =
-            feeds.iter().map(|feed| feed.watch_retired()).collect();
+        let mut retirements: Vec<watch::Receiver<bool>> = appliers
+            .iter()
+            .map(|applier| applier.feed.watch_retired())
+            .collect();
         let any_retired = futures::future::select_all(retirements.iter_mut().map(|retired| {
             Box::pin(async move {
                 let _ = retired.wait_for(|retired| *retired).await;
@@ -423,8 +536,12 @@ async fn run<S: EventStore + ?Sized>(
         let Some((events, failure)) = batch else {
             break Some("the projection runner's reader ended".to_string());
         };
-        for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
-            apply_to_all(&feeds, chunk);
+        let events = Arc::new(events);
+        let mut start = 0;
+        while start < events.len() {
+            let end = events.len().min(start + APPLY_CHUNK_EVENTS_MAX);
+            apply_to_all(&appliers, &events, start..end).await;
+            start = end;
             // Let queries and other tasks in between chunks of a long catch-up.
             tokio::task::yield_now().await;
         }
@@ -436,8 +553,8 @@ async fn run<S: EventStore + ?Sized>(
     };
     reader.abort();
     if let Some(reason) = stopped {
-        for feed in &feeds {
-            feed.stop(&reason);
+        for applier in &appliers {
+            applier.feed.stop(&reason);
         }
     }
 }

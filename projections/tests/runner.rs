@@ -342,3 +342,98 @@ async fn an_undecodable_event_stops_the_models_after_the_facts_before_it() {
         .unwrap();
     assert_eq!(sources.value.unwrap().len(), 1);
 }
+
+/// The runner decodes from the batch read's views: the same `AppliedEvent`s as from
+/// `read_all`'s owned events, an old schema version upcast the same way (by the domain's
+/// decode), and the read models built through it know the old event.
+#[tokio::test]
+async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcast() {
+    use ledger::domain::events::{DomainEvent, MediaRef, RecordKind};
+    use ledger::domain::upcast::RecordUploadedV1;
+    use ledger::store::{
+        Actor, AppendRequest, CommandId, EventType, ProposedEvent, RecordBatch, ServiceName,
+    };
+    use projections::AppliedEvent;
+
+    let world = Harness::new().await;
+    small_world(&world, 3).await;
+    // Written as the version-1 code wrote it: no licence terms version.
+    let v1 = bincode::serde::encode_to_vec(
+        RecordUploadedV1 {
+            record_id: record("old"),
+            project_id: project("p1"),
+            contributor: member("alice"),
+            kind: RecordKind::Text,
+            title: "An old verse".into(),
+            media: MediaRef {
+                blake3: [1; 32],
+                size_bytes: 10,
+            },
+        },
+        bincode::config::standard(),
+    )
+    .unwrap();
+    let written = world
+        .store
+        .append(AppendRequest {
+            command_fingerprint: None,
+            command_id: CommandId::new("v1-upload").unwrap(),
+            correlation_id: None,
+            causation_id: None,
+            actor: Actor {
+                service: ServiceName::new("gateway").unwrap(),
+                on_behalf_of: None,
+            },
+            expectations: Vec::new(),
+            events: vec![ProposedEvent {
+                stream_id: record("old").stream_id(),
+                event_type: EventType::new("RecordUploaded").unwrap(),
+                schema_version: 1,
+                payload: v1,
+            }],
+        })
+        .await
+        .unwrap();
+    // The decider learns of an event appended past it when it starts again.
+    let world = world.restart().await;
+    world.ok(remix("new", "p1", "bob", &["old"])).await;
+    let head = world.head().await;
+
+    let mut owned = Vec::new();
+    while (owned.len() as u64) < head {
+        for event in world
+            .store
+            .read_all(owned.len() as u64 + 1, 2)
+            .await
+            .unwrap()
+        {
+            owned.push(AppliedEvent::decode(&event).unwrap());
+        }
+    }
+    let mut in_place = Vec::new();
+    let mut batch = RecordBatch::new();
+    while (in_place.len() as u64) < head {
+        world
+            .store
+            .read_all_batch(in_place.len() as u64 + 1, 2, &mut batch)
+            .await
+            .unwrap();
+        for view in batch.iter() {
+            in_place.push(AppliedEvent::decode_view(&view).unwrap());
+        }
+    }
+    assert_eq!(in_place, owned);
+    let DomainEvent::RecordUploaded(upcast) = &in_place[written.first_position as usize - 1].event
+    else {
+        panic!("not a RecordUploaded");
+    };
+    assert_eq!(upcast.licence.terms_version, "original");
+
+    let models = ReadModels::start(world.store.clone(), None).await;
+    caught_up(&models, head).await;
+    let remixes = models
+        .family_tree
+        .query_now(|m| m.remixes(&record("old")).map(|links| links.len()))
+        .value;
+    assert_eq!(remixes, Some(1));
+}

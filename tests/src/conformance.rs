@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use ledger::store::{
-    self, chain, EventStore, ExpectedVersion, Head, Position, RecordedEvent, StoreError,
+    self, chain, limits, EventStore, EventView, ExpectedVersion, Head, Position, RecordBatch,
+    RecordedEvent, StoreError,
 };
 
 use crate::{append, event, stream};
@@ -473,4 +474,218 @@ pub async fn concurrent_appenders(store: Arc<dyn EventStore>) {
     for pair in all.chunks(2) {
         assert_eq!(pair[0].command_id, pair[1].command_id);
     }
+}
+
+/// Every field of a batch's view equals the owned event's.
+pub fn assert_view_is(view: &EventView<'_>, event: &RecordedEvent) {
+    let at = event.position;
+    assert_eq!(view.position(), event.position);
+    assert_eq!(
+        view.stream_id(),
+        event.stream_id.as_str(),
+        "stream id at {at}"
+    );
+    assert_eq!(
+        view.stream_version(),
+        event.stream_version,
+        "version at {at}"
+    );
+    assert_eq!(view.event_id(), event.event_id, "event id at {at}");
+    assert_eq!(view.event_type(), event.event_type.as_str(), "type at {at}");
+    assert_eq!(
+        view.schema_version(),
+        event.schema_version,
+        "schema at {at}"
+    );
+    assert_eq!(view.recorded_at(), event.recorded_at, "recorded_at at {at}");
+    assert_eq!(
+        view.command_id(),
+        event.command_id.as_str(),
+        "command at {at}"
+    );
+    assert_eq!(view.command_fingerprint(), event.command_fingerprint);
+    assert_eq!(
+        view.correlation_id(),
+        event.correlation_id.as_ref().map(|id| id.as_str())
+    );
+    assert_eq!(
+        view.causation_id(),
+        event.causation_id.as_ref().map(|id| id.as_str())
+    );
+    assert_eq!(view.actor_service(), event.actor.service.as_str());
+    assert_eq!(
+        view.actor_on_behalf_of(),
+        event.actor.on_behalf_of.as_ref().map(|id| id.as_str())
+    );
+    assert_eq!(view.payload(), &event.payload[..], "payload at {at}");
+    assert_eq!(
+        view.previous_hash(),
+        event.previous_hash,
+        "previous hash at {at}"
+    );
+    assert_eq!(view.hash(), event.hash, "hash at {at}");
+    assert_eq!(&view.to_recorded(), event, "the whole event at {at}");
+}
+
+/// `read_all_batch(from, max)` holds a non-empty prefix of `read_all(from, max)` (the
+/// whole of it unless the batch reached its byte bound), field for field, into a reused
+/// batch.
+pub async fn assert_batch_read_matches(
+    store: &dyn EventStore,
+    from_position: Position,
+    max_count: usize,
+    batch: &mut RecordBatch,
+) {
+    let owned = store.read_all(from_position, max_count).await.unwrap();
+    store
+        .read_all_batch(from_position, max_count, batch)
+        .await
+        .unwrap();
+    assert_eq!(owned.is_empty(), batch.is_empty(), "from {from_position}");
+    assert!(batch.len() <= owned.len());
+    if batch.len() < owned.len() {
+        assert!(
+            batch.size_bytes() >= limits::READ_BATCH_BYTES_MAX,
+            "a batch stops early only at its byte bound"
+        );
+    }
+    for (view, event) in batch.iter().zip(&owned) {
+        assert_view_is(&view, event);
+    }
+}
+
+/// The batch read gives what `read_all` gives: from every position, with small and large
+/// counts, and the whole log through one reused batch.
+pub async fn batch_reads_match_read_all(store: Arc<dyn EventStore>) {
+    for i in 0..40u64 {
+        let correlated = i % 3 == 0;
+        let mut request = append(
+            &format!("batch-{i}"),
+            &[],
+            (0..1 + i % 4)
+                .map(|e| {
+                    event(
+                        &format!("s-{}", (i + e) % 5),
+                        &vec![i as u8; (i * 37 % 700) as usize],
+                    )
+                })
+                .collect(),
+        );
+        if correlated {
+            request.correlation_id = Some(store::CorrelationId::new(format!("corr-{i}")).unwrap());
+            request.command_fingerprint = Some(u128::from(i) << 100);
+        }
+        store.append(request).await.unwrap();
+    }
+    let head = store.head().await.unwrap().position;
+    let mut batch = RecordBatch::new();
+    for from in 0..=head + 2 {
+        for max_count in [1, 3, 1_000] {
+            assert_batch_read_matches(&*store, from, max_count, &mut batch).await;
+        }
+    }
+    let everything = read_everything(&*store).await;
+    let mut next = 1;
+    while next <= head {
+        store.read_all_batch(next, 7, &mut batch).await.unwrap();
+        assert!(!batch.is_empty(), "read_all_batch stopped before the head");
+        for view in batch.iter() {
+            assert_view_is(&view, &everything[view.position() as usize - 1]);
+        }
+        next = batch.last_position().unwrap() + 1;
+    }
+    assert_eq!(next, head + 1);
+}
+
+/// The batched subscription: catch-up, then live while appends go on concurrently, every
+/// event exactly once, in order, as `read_all` has it.
+pub async fn batch_subscriptions_catch_up_then_go_live(store: Arc<dyn EventStore>) {
+    for i in 0..50 {
+        store
+            .append(append(
+                &format!("before-{i}"),
+                &[],
+                vec![event("s-1", b"x")],
+            ))
+            .await
+            .unwrap();
+    }
+    // Appends of one to three events, so a batch can end inside or at the end of one.
+    // Every other append waits (on the head watch and the reader's progress) until the
+    // reader from the start has delivered the whole log so far: the switch-over from
+    // catch-up to live happens at every such append, not by luck of timing.
+    let appends = 120u64;
+    let (progress, reader_progress) = tokio::sync::watch::channel(0u64);
+    let writer = {
+        let store = store.clone();
+        let mut reader_progress = reader_progress;
+        tokio::spawn(async move {
+            let head = store.watch_head();
+            let mut written = 50u64;
+            for i in 0..appends {
+                if i % 2 == 1 {
+                    let durable = *head.borrow();
+                    reader_progress
+                        .wait_for(|delivered| *delivered >= durable)
+                        .await
+                        .unwrap();
+                }
+                let count = 1 + i % 3;
+                let events = (0..count).map(|_| event("s-2", b"y")).collect();
+                store
+                    .append(append(&format!("during-{i}"), &[], events))
+                    .await
+                    .unwrap();
+                written += count;
+            }
+            written
+        })
+    };
+    let total = 50 + (0..appends).map(|i| 1 + i % 3).sum::<u64>();
+    let mut from_start = store::subscribe_batches(store.clone(), 1);
+    let mut from_middle = store::subscribe_batches(store.clone(), 40);
+    let mut seen_from_start = Vec::new();
+    let mut seen_from_middle = Vec::new();
+    // Both read while the writer writes: each starts on events already in the log and
+    // goes on with ones appended after it caught up.
+    while from_start.next_position() <= total || from_middle.next_position() <= total {
+        if from_start.next_position() <= total {
+            let batch = from_start.next_batch().await.unwrap();
+            seen_from_start.extend(batch.iter().map(|view| view.position()));
+            // Published before the other reader may wait for the next append.
+            progress.send_replace(from_start.next_position() - 1);
+        }
+        if from_middle.next_position() <= total {
+            let batch = from_middle.next_batch().await.unwrap();
+            seen_from_middle.extend(batch.iter().map(|view| view.position()));
+        }
+    }
+    assert_eq!(writer.await.unwrap(), total);
+    assert_eq!(seen_from_start, (1..=total).collect::<Vec<_>>());
+    assert_eq!(seen_from_middle, (40..=total).collect::<Vec<_>>());
+    // Caught up: the next batch is the next append, nothing more, nothing less, and it is
+    // the event `read_all` has.
+    let next = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append(append(
+                    "after",
+                    &[],
+                    vec![event("s-3", b"z"), event("s-3", b"zz")],
+                ))
+                .await
+                .unwrap()
+        })
+    };
+    let batch = from_start.next_batch().await.unwrap();
+    assert_eq!(
+        batch.iter().map(|view| view.position()).collect::<Vec<_>>(),
+        vec![total + 1, total + 2]
+    );
+    let owned = store.read_all(total + 1, 10).await.unwrap();
+    for (view, event) in batch.iter().zip(&owned) {
+        assert_view_is(&view, event);
+    }
+    next.await.unwrap();
 }

@@ -73,3 +73,13 @@ async fn subscriptions_catch_up_then_go_live() {
 async fn concurrent_appenders() {
     with_store(conformance::concurrent_appenders).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_reads_match_read_all() {
+    with_store(conformance::batch_reads_match_read_all).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_subscriptions_catch_up_then_go_live() {
+    with_store(conformance::batch_subscriptions_catch_up_then_go_live).await;
+}

@@ -73,6 +73,11 @@ pub fn encode_record_into(record: &RecordRef<'_>, out: &mut Vec<u8>) -> Hash32 {
     hash
 }
 
+/// Appends the body of `event` as stored, its hash as it is (not computed again).
+pub fn encode_body_into(event: &RecordedEvent, out: &mut Vec<u8>) {
+    bincode::encode_into_std_write(event, out, config()).expect("encoding into a Vec");
+}
+
 /// The bytes the event's hash covers.
 pub fn encode_unhashed(event: &RecordedEvent) -> Vec<u8> {
     let mut body = bincode::encode_to_vec(event, config()).expect("encoding into a Vec");

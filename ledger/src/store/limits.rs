@@ -18,3 +18,6 @@ pub const APPEND_EXPECTATIONS_MAX: usize = 1_024;
 pub const APPEND_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Events returned by one read call.
 pub const READ_EVENTS_MAX: usize = 65_536;
+/// Bytes of records one batch read (`EventStore::read_all_batch`) gathers before it stops;
+/// it always holds at least one event when there is one, so it may pass this by one record.
+pub const READ_BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;

@@ -6,6 +6,7 @@
 //! Every backend gives the same guarantees (see `EventStore`), checked by one conformance
 //! suite (`tests/tests/store_conformance.rs`).
 
+pub mod batch;
 pub mod chain;
 pub mod codec;
 pub mod embedded;
@@ -24,9 +25,10 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+pub use batch::{EventView, RecordBatch};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, OpenReport, TornTail};
 pub use error::{CorruptionKind, InvalidInput, StoreError};
-pub use subscription::Subscription;
+pub use subscription::{BatchSubscription, Subscription};
 pub use types::*;
 pub use validate::validate_append;
 
@@ -73,6 +75,33 @@ pub trait EventStore: Send + Sync + 'static {
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// The events `read_all(from_position, max_count)` returns, into `batch` (its contents
+    /// replaced, its buffers reused): the same events with the same fields, checked the same
+    /// way, but borrowed from one buffer instead of owned one by one. It may stop early:
+    /// once it holds `limits::READ_BATCH_BYTES_MAX` bytes (always at least one event when
+    /// there is one). On an error the batch is left empty.
+    ///
+    /// This default is correct for any backend (it copies what `read_all` returns); a
+    /// backend that keeps envelopes as bytes fills the batch from them without the copy.
+    async fn read_all_batch(
+        &self,
+        from_position: Position,
+        max_count: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<(), StoreError> {
+        batch.clear();
+        let events = self
+            .read_all(from_position, max_count.min(limits::READ_EVENTS_MAX))
+            .await?;
+        for event in &events {
+            if !batch.is_empty() && batch.size_bytes() >= limits::READ_BATCH_BYTES_MAX {
+                break;
+            }
+            batch.push_recorded(event);
+        }
+        Ok(())
+    }
+
     /// The current version of a stream (0 when it has no event).
     async fn stream_version(&self, stream_id: &StreamId) -> Result<StreamVersion, StoreError>;
 
@@ -90,6 +119,15 @@ pub fn subscribe<S: EventStore + ?Sized>(
     from_position: Position,
 ) -> Subscription<S> {
     Subscription::new(store, from_position)
+}
+
+/// `subscribe`, delivering each step as a `RecordBatch` (`EventStore::read_all_batch`):
+/// the same events with the same guarantee, without an owned `RecordedEvent` per event.
+pub fn subscribe_batches<S: EventStore + ?Sized>(
+    store: std::sync::Arc<S>,
+    from_position: Position,
+) -> BatchSubscription<S> {
+    BatchSubscription::new(store, from_position)
 }
 
 /// An append that has been queued; resolves once it is durable or refused.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{EventStore, Position, RecordedEvent, StoreError};
+use super::{EventStore, Position, RecordBatch, RecordedEvent, StoreError};
 
 /// Events per read while catching up.
 const SUBSCRIPTION_BATCH_EVENTS_MAX: usize = 4_096;
@@ -52,6 +52,64 @@ impl<S: EventStore + ?Sized> Subscription<S> {
                     );
                     self.next_position = last.position + 1;
                     return Ok(events);
+                }
+            }
+            if self.head.changed().await.is_err() {
+                return Err(StoreError::Closed);
+            }
+        }
+    }
+}
+
+/// A `Subscription` that reads into one `RecordBatch`, reused from step to step.
+pub struct BatchSubscription<S: EventStore + ?Sized> {
+    store: Arc<S>,
+    head: watch::Receiver<Position>,
+    next_position: Position,
+    batch: RecordBatch,
+}
+
+impl<S: EventStore + ?Sized> BatchSubscription<S> {
+    pub(super) fn new(store: Arc<S>, from_position: Position) -> BatchSubscription<S> {
+        let head = store.watch_head();
+        BatchSubscription {
+            store,
+            head,
+            next_position: from_position.max(1),
+            batch: RecordBatch::new(),
+        }
+    }
+
+    /// The position of the next event this subscription will deliver.
+    pub fn next_position(&self) -> Position {
+        self.next_position
+    }
+
+    /// The next events in order (at least one), waiting for them if the subscription has
+    /// caught up; valid until the next call. `Err(StoreError::Closed)` once the store has
+    /// shut down.
+    pub async fn next_batch(&mut self) -> Result<&RecordBatch, StoreError> {
+        loop {
+            let head = *self.head.borrow_and_update();
+            if head >= self.next_position {
+                self.store
+                    .read_all_batch(
+                        self.next_position,
+                        SUBSCRIPTION_BATCH_EVENTS_MAX,
+                        &mut self.batch,
+                    )
+                    .await?;
+                if let (Some(first), Some(last)) =
+                    (self.batch.first_position(), self.batch.last_position())
+                {
+                    assert_eq!(first, self.next_position, "read_all_batch returned a gap");
+                    assert_eq!(
+                        last - first + 1,
+                        self.batch.len() as Position,
+                        "read_all_batch returned a gap"
+                    );
+                    self.next_position = last + 1;
+                    return Ok(&self.batch);
                 }
             }
             if self.head.changed().await.is_err() {

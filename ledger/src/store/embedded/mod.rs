@@ -34,6 +34,7 @@ use segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 pub use writer::{IoFaults, IoOperation};
 use writer::{Shared, Submitted, Writer, WriterLimits, WriterMessage};
 
+use super::batch::RecordBatch;
 use super::error::{InvalidInput, StoreError};
 use super::types::{AppendRequest, Head, Position, RecordedEvent, StreamId, StreamVersion};
 use super::validate::{validate_append, ENVELOPE_BYTES_MAX};
@@ -312,6 +313,25 @@ impl EventStore for EmbeddedStore {
         tokio::task::spawn_blocking(move || read::read_all(&shared.index, from_position, max_count))
             .await
             .map_err(|e| StoreError::Unavailable(format!("read panicked: {e}")))?
+    }
+
+    async fn read_all_batch(
+        &self,
+        from_position: Position,
+        max_count: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<(), StoreError> {
+        let shared = self.shared.clone();
+        // The batch's buffers go to the blocking thread and come back, so they are reused.
+        let mut owned = std::mem::take(batch);
+        let (owned, result) = tokio::task::spawn_blocking(move || {
+            let result = read::read_all_batch(&shared.index, from_position, max_count, &mut owned);
+            (owned, result)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read panicked: {e}")))?;
+        *batch = owned;
+        result
     }
 
     async fn stream_version(&self, stream_id: &StreamId) -> Result<StreamVersion, StoreError> {
