@@ -232,6 +232,10 @@ impl Builder {
         let Some(Gather { expected, deadline }) = self.gather.take() else {
             return;
         };
+        // A lone appender is back already: nothing to wait for, nothing to set up.
+        if !self.accepting() || self.building_appends() >= expected {
+            return;
+        }
         let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         let mut context = Context::from_waker(&waker);
         while self.accepting() && self.building_appends() < expected {
