@@ -13,6 +13,19 @@ use thiserror::Error;
 use crate::auth::{self, Authenticator, Caller, Role};
 
 pub const CONFIG_FILE_NAME: &str = "stemma.toml";
+/// The smallest `store.segment_size_bytes`: a segment must hold the largest single event
+/// (a 1 MiB payload plus its envelope and frame, after the segment's header).
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 2 * 1024 * 1024;
+/// The largest `store.segment_size_bytes`: the embedded store's own bound.
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = ledger::store::embedded::SEGMENT_SIZE_BYTES_MAX;
+
+// The largest record body and its frame header, after the segment's 64-byte header.
+const _: () = assert!(
+    SEGMENT_SIZE_BYTES_MIN
+        >= (ledger::store::embedded::RECORD_BODY_BYTES_MAX
+            + ledger::store::codec::FRAME_HEADER_BYTES
+            + 64) as u64
+);
 pub const TOKENS_DIRECTORY_NAME: &str = "tokens";
 
 #[derive(Debug, Error)]
@@ -44,6 +57,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Who may call, as blake3 hashes of their bearer tokens.
     pub callers: Vec<CallerConfig>,
 }
@@ -92,6 +107,25 @@ impl Default for Limits {
             subscriber_lag_events_max: 100_000,
             stream_window_bytes: 1024 * 1024,
             concurrent_audit_passes_max: 2,
+        }
+    }
+}
+
+/// The embedded event store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The size of each new segment file, preallocated and zero-filled. Segments already
+    /// written keep their size. An append larger than a segment is refused, so below the
+    /// default the largest appends (up to 32 MiB) may be; small sizes are for tests, where
+    /// every audit pass reads whole segments.
+    pub segment_size_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            segment_size_bytes: ledger::store::EmbeddedOptions::default().segment_size_bytes,
         }
     }
 }
@@ -174,6 +208,13 @@ impl Config {
                 return Err(invalid(format!("{field}: must be at least 1")));
             }
         }
+        let segment_size_bytes = self.store.segment_size_bytes;
+        if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&segment_size_bytes) {
+            return Err(invalid(format!(
+                "store.segment_size_bytes: must be between {SEGMENT_SIZE_BYTES_MIN} and \
+                 {SEGMENT_SIZE_BYTES_MAX} (was {segment_size_bytes})"
+            )));
+        }
         Ok(())
     }
 
@@ -231,6 +272,7 @@ pub fn write_first_start(data: &Path, listen: SocketAddr) -> Result<FirstStart, 
         metrics_listen: Some(SocketAddr::new(listen.ip(), 9464)),
         tls: None,
         limits: Limits::default(),
+        store: StoreConfig::default(),
         callers,
     };
     let config_path = data.join(CONFIG_FILE_NAME);
@@ -334,5 +376,43 @@ mod tests {
             error.contains("limits.concurrent_audit_passes_max: must be at least 1"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_segment_size_is_read_from_the_store_table_and_bounded() {
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().join("stemma.toml");
+        let with_store = |table: &str| {
+            format!(
+                "listen = \"127.0.0.1:1\"\n{table}[[callers]]\nservice = \"a\"\nrole = \"auditor\"\ntoken_blake3 = \"{}\"\n",
+                "0".repeat(64)
+            )
+        };
+        fs::write(&path, with_store("")).unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().store.segment_size_bytes,
+            128 * 1024 * 1024,
+            "unchanged by default"
+        );
+        fs::write(&path, with_store("[store]\nsegment_size_bytes = 2097152\n")).unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().store.segment_size_bytes,
+            2 * 1024 * 1024
+        );
+        for wrong in [0, SEGMENT_SIZE_BYTES_MIN - 1, SEGMENT_SIZE_BYTES_MAX + 1] {
+            fs::write(
+                &path,
+                with_store(&format!("[store]\nsegment_size_bytes = {wrong}\n")),
+            )
+            .unwrap();
+            let error = Config::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("store.segment_size_bytes: must be between 2097152 and 4294967295"),
+                "{error}"
+            );
+        }
+        fs::write(&path, with_store("[store]\nsegment_bytes = 2097152\n")).unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("segment_bytes"), "{error}");
     }
 }

@@ -161,6 +161,7 @@ impl BoundServer {
             }
         }
         let store_options = EmbeddedOptions {
+            segment_size_bytes: config.store.segment_size_bytes,
             clock: clock.clone(),
             ..EmbeddedOptions::default()
         };

@@ -13,7 +13,9 @@ use ledger::domain::ids::*;
 use ledger::time::{Clock, SystemClock, Timestamp};
 use proto::v1 as pb;
 use services::auth::Role;
-use stemma_testkit::forge::{one_line_payout_history, write_log_past_the_domain};
+use stemma_testkit::forge::{
+    one_line_payout_history, write_log_past_the_domain, TEST_SEGMENT_SIZE_BYTES,
+};
 use tonic::Code;
 
 type AuditClient = pb::audit_client::AuditClient<Authed>;
@@ -373,6 +375,14 @@ async fn audit_passes_beyond_the_limit_are_refused_while_one_is_open() {
             "concurrent_audit_passes_max = 1",
         );
         assert_ne!(edited, config, "the config names the limit");
+        // The default segment size: the open pass must still be reading it when the
+        // next calls come. Over a test-sized segment it is done, and its few messages
+        // sent, before they are made, and its pass is free again.
+        let edited = edited.replace(
+            &format!("segment_size_bytes = {TEST_SEGMENT_SIZE_BYTES}"),
+            "segment_size_bytes = 134217728",
+        );
+        assert!(edited.contains("segment_size_bytes = 134217728"));
         edited
     })
     .await;

@@ -437,6 +437,18 @@ async fn a_graceful_shutdown_loses_no_acknowledged_command() {
     while let Some(ack) = acknowledged.recv().await {
         acks.push(ack);
     }
+    // The store made its segment the size the config's `[store]` table names.
+    let segments = std::fs::read_dir(data.path().join("segments")).unwrap();
+    let sizes: Vec<u64> = segments
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .collect();
+    assert!(!sizes.is_empty());
+    assert!(
+        sizes
+            .iter()
+            .all(|&size| size == stemma_testkit::forge::TEST_SEGMENT_SIZE_BYTES),
+        "{sizes:?}"
+    );
     let (store, _) = EmbeddedStore::open(data.path(), EmbeddedOptions::default())
         .await
         .unwrap();

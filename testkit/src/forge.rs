@@ -15,6 +15,11 @@ use ledger::time::{Clock, Timestamp};
 
 use crate::Harness;
 
+/// The segment size of the logs tests write and serve: every audit pass reads whole
+/// segments, zeroes included, so the default 128 MiB costs a debug build seconds a pass.
+/// Still larger than the largest single event.
+pub const TEST_SEGMENT_SIZE_BYTES: u64 = 2 * 1024 * 1024;
+
 /// The append request of a forgery: no decider, no expectations, the actor "intruder".
 pub fn intruder_append(command_id: &str, events: Vec<ProposedEvent>) -> AppendRequest {
     AppendRequest {
@@ -34,9 +39,11 @@ pub fn intruder_append(command_id: &str, events: Vec<ProposedEvent>) -> AppendRe
 /// A new log at `data` holding `events`, one intruder append each (command ids
 /// `direct-0`, `direct-1`, …), closed so that another process may open it.
 pub async fn write_log_past_the_domain(data: &Path, events: &[DomainEvent]) {
-    let (store, _) = EmbeddedStore::open(data, EmbeddedOptions::default())
-        .await
-        .unwrap();
+    let options = EmbeddedOptions {
+        segment_size_bytes: TEST_SEGMENT_SIZE_BYTES,
+        ..EmbeddedOptions::default()
+    };
+    let (store, _) = EmbeddedStore::open(data, options).await.unwrap();
     for (i, event) in events.iter().enumerate() {
         store
             .append(intruder_append(

@@ -429,3 +429,110 @@ async fn a_failed_fdatasync_fails_the_appends_built_on_the_commit_in_flight() {
     assert_eq!(store.head().await.unwrap().position, 0);
     store.close().await;
 }
+
+/// Lets `fdatasync`s through one at a time, on request, and says how many reached it:
+/// a test can hold two commits in a row.
+#[derive(Default)]
+struct SyncTurnstile {
+    state: std::sync::Mutex<Turns>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Turns {
+    arrived: usize,
+    passes: usize,
+}
+
+impl SyncTurnstile {
+    /// Blocks until `count` syncs in all have reached the turnstile.
+    fn wait_arrived(&self, count: usize) {
+        let state = self.state.lock().unwrap();
+        drop(
+            self.changed
+                .wait_while(state, |s| s.arrived < count)
+                .unwrap(),
+        );
+    }
+
+    fn pass(&self, count: usize) {
+        self.state.lock().unwrap().passes += count;
+        self.changed.notify_all();
+    }
+}
+
+impl ledger::store::embedded::IoFaults for SyncTurnstile {
+    fn before(&self, operation: ledger::store::embedded::IoOperation) -> std::io::Result<()> {
+        if operation == ledger::store::embedded::IoOperation::Sync {
+            let mut state = self.state.lock().unwrap();
+            state.arrived += 1;
+            self.changed.notify_all();
+            let mut state = self.changed.wait_while(state, |s| s.passes == 0).unwrap();
+            state.passes -= 1;
+        }
+        Ok(())
+    }
+}
+
+/// Both ways a durable commit is published: handed back so that the many appends waiting
+/// go first (commit 1 here), or published by the syncer when only a few wait, which the
+/// builder then keeps for the answered appenders to rejoin (commit 2). Either way nothing is
+/// visible before the commit's `fdatasync` returned, the few that waited follow in order,
+/// and a retry of one of its commands, queued while it was in flight, gets its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_with_few_appends_waiting_is_published_after_its_sync_and_they_follow() {
+    let directory = tempfile::tempdir().unwrap();
+    let turnstile = std::sync::Arc::new(SyncTurnstile::default());
+    let options = EmbeddedOptions {
+        faults: Some(turnstile.clone()),
+        // A `submit` returns once the builder has taken the append before it.
+        append_queue_depth_max: 1,
+        ..EmbeddedOptions::default()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    let wait_arrived = |count| {
+        let turnstile = turnstile.clone();
+        tokio::task::spawn_blocking(move || turnstile.wait_arrived(count))
+    };
+    // Commit 1 is the first append alone; the 16 after it wait for it and then, many
+    // enough, are handed over before it is published: commit 2.
+    let first = store.submit(retried_request(0, 0)).await.unwrap();
+    wait_arrived(1).await.unwrap();
+    let mut held = Vec::new();
+    for i in 1..17 {
+        held.push(store.submit(retried_request(0, i)).await.unwrap());
+    }
+    let marker = append("m-0", &[], vec![event("marker", b"m")]);
+    held.push(store.submit(marker).await.unwrap());
+    turnstile.pass(1);
+    assert_eq!(first.await.unwrap().first_position, 1);
+    wait_arrived(2).await.unwrap();
+    // Commit 2 (17 appends) is at its sync: two new appends and a retry of one of its
+    // commands are few next to it.
+    let retry = store.submit(retried_request(0, 5)).await.unwrap();
+    let mut after = Vec::new();
+    for i in 17..19 {
+        after.push(store.submit(retried_request(0, i)).await.unwrap());
+    }
+    assert_eq!(
+        store.head().await.unwrap().position,
+        1,
+        "nothing of commit 2 yet"
+    );
+    assert!(store.read_all(2, 100).await.unwrap().is_empty());
+    turnstile.pass(usize::MAX / 2);
+    let held_results: Vec<_> = futures::future::join_all(held).await;
+    let positions: Vec<u64> = held_results
+        .iter()
+        .map(|r| r.as_ref().unwrap().first_position)
+        .collect();
+    assert_eq!(positions, (2..19).collect::<Vec<u64>>());
+    assert_eq!(retry.await.unwrap(), *held_results[4].as_ref().unwrap());
+    for (i, pending) in after.into_iter().enumerate() {
+        assert_eq!(pending.await.unwrap().first_position, 19 + i as u64);
+    }
+    assert_eq!(store.head().await.unwrap().position, 20);
+    store.close().await;
+}

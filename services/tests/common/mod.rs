@@ -55,6 +55,15 @@ impl Server {
             "min_position_wait_ms_max = 300",
         );
         assert!(text.contains("min_position_wait_ms_max = 300"));
+        // Small segments: each audit pass reads whole segments, zeroes included.
+        let text = text.replace(
+            "segment_size_bytes = 134217728",
+            &format!(
+                "segment_size_bytes = {}",
+                stemma_testkit::forge::TEST_SEGMENT_SIZE_BYTES
+            ),
+        );
+        assert!(!text.contains("segment_size_bytes = 134217728"));
         std::fs::write(&first.config_path, edit_config(text)).unwrap();
         let bound = bind(&options).await.unwrap();
         let address = bound.address;

@@ -11,11 +11,22 @@
 //! first hands that over (the syncer's `pwrite` then follows the `fdatasync` by one
 //! hand-off), then indexes the durable commit, advances the head and answers its appenders
 //! while the next one syncs. It decides nothing in between: a commit it decides against is
-//! in flight or in the index, never in neither. With nothing waiting the syncer publishes
-//! the commit itself (`syncer::Publisher`), as a lone appender wants.
+//! in flight or in the index, never in neither. With nothing waiting, or only a few
+//! appends (`syncer::hand_over_first`), the syncer publishes the commit itself
+//! (`syncer::Publisher`), as a lone appender wants.
+//!
+//! Gathering: after the syncer published a commit itself, its appenders come back with
+//! their next appends within microseconds, one after the other. Handing the idle syncer
+//! whatever has arrived at that instant would give the first of them a commit of their own
+//! and the rest the one after it, and once split they stay split. So the builder waits
+//! until as many appends as that commit answered (plus those that were waiting) have
+//! arrived, but no longer than that commit's sync took: a late appender would wait about
+//! as long in the commit after it.
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use std::sync::atomic::Ordering;
 
@@ -24,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::index::CommandEntry;
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
-use super::syncer::{self, Handoff, Publisher, Synced, Written};
+use super::syncer::{self, Handoff, Published, Publisher, Synced, Written};
 use super::writer::{
     Accepted, AppendReply, Commit, DecidingMaps, Shared, Submitted, WriterLimits, WriterMessage,
 };
@@ -42,6 +53,16 @@ struct Tip {
     /// Where the next commit goes in its segment, and that segment's size.
     offset: u64,
     segment_bytes: u64,
+}
+
+/// The longest the builder waits for the appenders of a published commit to come back,
+/// however long its sync took (a stalled disk must not stall the next commit too).
+const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
+
+/// What the next commit waits for while the syncer is idle (see the module doc).
+struct Gather {
+    expected: usize,
+    deadline: Instant,
 }
 
 /// The commit handed to the syncer and not yet durable: what deciding must see of it.
@@ -72,6 +93,8 @@ pub struct Builder {
     reusable_maps: DecidingMaps,
     /// Appends in the last commit handed to the syncer.
     last_commit_appends: usize,
+    /// Set when the syncer published a commit itself; taken when the next one is handed.
+    gather: Option<Gather>,
     publisher: Arc<Publisher>,
 }
 
@@ -112,6 +135,7 @@ impl Builder {
             reusable_buffer: Vec::new(),
             reusable_maps: DecidingMaps::default(),
             last_commit_appends: 0,
+            gather: None,
             publisher,
         }
     }
@@ -129,6 +153,7 @@ impl Builder {
                     }
                 }
                 if self.building.as_ref().is_some_and(|c| c.appends > 0) {
+                    self.gather();
                     self.hand();
                 } else if self.closing {
                     return self.close.take();
@@ -144,7 +169,7 @@ impl Builder {
                             return self.close.take();
                         }
                     }
-                    Synced::Indexed(buffer) => self.indexed(buffer),
+                    Synced::Indexed(published) => self.indexed(published),
                     Synced::Failed(why) => {
                         self.fail(&why);
                         return self.close.take();
@@ -186,18 +211,51 @@ impl Builder {
         }
     }
 
-    /// Tells the syncer whether a commit waits for it (then it leaves the bookkeeping of
-    /// the one it syncs to the builder, which hands the waiting one over first).
+    fn building_appends(&self) -> usize {
+        self.building.as_ref().map_or(0, |c| c.appends)
+    }
+
+    /// Tells the syncer how many appends wait for it (with enough of them it leaves the
+    /// bookkeeping of the one it syncs to the builder, which hands the waiting ones over
+    /// first).
     fn mark_waiting(&self) {
-        let waiting = self.building.as_ref().is_some_and(|c| c.appends > 0);
         self.publisher
-            .next_waiting
-            .store(waiting, Ordering::Release);
+            .waiting_appends
+            .store(self.building_appends(), Ordering::Release);
+    }
+
+    /// With the syncer idle after it published a commit, waits (bounded) for that
+    /// commit's appenders to come back, so that they join this commit rather than the one
+    /// after it. Nothing is in flight, so new appends are all there is to wait for: it
+    /// blocks on them with a deadline (`park_timeout` is precise to microseconds).
+    fn gather(&mut self) {
+        let Some(Gather { expected, deadline }) = self.gather.take() else {
+            return;
+        };
+        // A lone appender is back already: nothing to wait for, nothing to set up.
+        if !self.accepting() || self.building_appends() >= expected {
+            return;
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut context = Context::from_waker(&waker);
+        while self.accepting() && self.building_appends() < expected {
+            match self.receiver.poll_recv(&mut context) {
+                Poll::Ready(message) => self.take(message),
+                Poll::Pending => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+        }
     }
 
     /// Seals the commit being built and hands it to the (idle) syncer.
     fn hand(&mut self) {
-        self.publisher.next_waiting.store(false, Ordering::Release);
+        self.gather = None;
+        self.publisher.waiting_appends.store(0, Ordering::Release);
         let mut commit = self.building.take().expect("a commit is being built");
         commit.seal();
         self.last_commit_appends = commit.appends.min(self.limits.commit_appends_max);
@@ -227,11 +285,15 @@ impl Builder {
     }
 
     /// The commit in flight is durable and was indexed and answered by the syncer.
-    fn indexed(&mut self, buffer: Vec<u8>) {
+    fn indexed(&mut self, published: Published) {
         if let Some(in_flight) = self.in_flight.take() {
             self.reusable_maps = in_flight.maps.cleared();
         }
-        self.reusable_buffer = buffer;
+        self.reusable_buffer = published.buffer;
+        self.gather = Some(Gather {
+            expected: published.expected.min(self.limits.commit_appends_max),
+            deadline: Instant::now() + published.sync_time.min(GATHER_WAIT_MAX),
+        });
         self.decide_postponed();
     }
 
@@ -429,6 +491,15 @@ impl Builder {
             commit.undo(before);
             self.carried = Some((request, reply));
         }
+    }
+}
+
+/// Wakes the builder's thread parked in `Builder::gather`.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 

@@ -1,6 +1,7 @@
 //! The syncer: writes and syncs the commits the builder hands it, one at a time, and
 //! publishes each (index, head, `HEAD`, answers) once its `fdatasync` returned, or hands it
-//! back for the builder to publish when the builder has the next commit waiting.
+//! back for the builder to publish when the builder has a next commit of its own waiting
+//! (`hand_over_first`).
 //!
 //! It owns the active segment (where the next commit goes, rolling to a new segment). A
 //! commit is indexed and answered only after its `fdatasync` returned, so readers never
@@ -12,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
@@ -37,23 +39,37 @@ pub struct Written {
 pub enum Synced {
     /// Durable, for the builder to index and answer (after handing over the next commit).
     Written(Box<Written>),
-    /// Durable, indexed and answered by the syncer; its buffer, for reuse.
-    Indexed(Vec<u8>),
+    /// Durable, indexed and answered by the syncer.
+    Indexed(Published),
     /// Failed, and with it the store (its appenders are answered already): why.
     Failed(String),
 }
 
+/// A commit the syncer published itself, as the builder learns of it.
+pub struct Published {
+    /// Its buffer, for reuse.
+    pub buffer: Vec<u8>,
+    /// The appends it answered plus those the builder had waiting when it was published:
+    /// how many appends the next commit can expect once the answered appenders are back.
+    pub expected: usize,
+    /// How long its `pwrite` + `fdatasync` took: waiting longer than that for the
+    /// answered appenders to come back costs more than letting the late ones take the
+    /// commit after.
+    pub sync_time: Duration,
+}
+
 /// What makes a durable commit visible: the index, the head `watch` and `HEAD`. Whoever
-/// gets to a commit uses it: the builder when it has the next commit waiting (it hands
-/// that over first), else the syncer, which saves the hop to the builder's thread (what a
+/// gets to a commit uses it: the builder when it has a next commit of its own waiting (it
+/// hands that over first), else the syncer, which saves the hop to the builder's thread (what a
 /// lone appender waits on). Commits are indexed in order either way: the syncer indexes a
 /// commit only if the one before it is indexed already.
 pub struct Publisher {
     pub shared: Arc<Shared>,
     pub head_sender: watch::Sender<Position>,
     pub head_file: HeadFile,
-    /// Set by the builder while it has appends waiting for the syncer to be free.
-    pub next_waiting: AtomicBool,
+    /// Appends the builder has waiting for the syncer to be free (decided into the next
+    /// commit).
+    pub waiting_appends: AtomicUsize,
 }
 
 impl Publisher {
@@ -121,6 +137,20 @@ impl Publisher {
         });
         true
     }
+}
+
+/// Whether a durable commit goes back to the builder so that it hands over the `waiting`
+/// appends first (their `pwrite` then follows this `fdatasync` at once, and answering
+/// this commit's `appends` overlaps their sync), rather than being published here.
+///
+/// Only when the waiting appends are a group of their own, at least half as many as the
+/// durable commit's. Fewer are the first of this commit's appenders back from their
+/// previous answer, and handing them over alone would split the appenders for good: the
+/// rest come back during that sync and take the commit after it, so every round costs
+/// two `fdatasync`s. Published here instead, the builder keeps those few and lets the
+/// answered appenders rejoin them (`Builder::gather`), bounded by one sync's time.
+pub fn hand_over_first(waiting: usize, appends: usize) -> bool {
+    waiting > 0 && waiting * 2 >= appends
 }
 
 /// Sends every answer of a durable commit. Returns its buffer, for reuse, and the
@@ -196,11 +226,12 @@ impl Syncer {
     /// Runs until the builder hangs up, or until a commit fails (the store is then failed
     /// and the builder answers everything after it).
     ///
-    /// With the builder's next commit waiting, it only writes and syncs: the builder
+    /// With a next commit of its own waiting, it only writes and syncs: the builder
     /// hands that over first, then indexes and answers this one, so the next `pwrite`
     /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
     pub fn run(mut self, commits: std::sync::mpsc::Receiver<Handoff>) {
         for Handoff { commit, synced } in commits {
+            let started = Instant::now();
             let written = if commit.buffer.is_empty() {
                 // Only answers: durable as soon as the commit before it was.
                 Ok((self.write_offset, None))
@@ -217,8 +248,10 @@ impl Syncer {
                     break;
                 }
             };
+            let sync_time = started.elapsed();
             let publisher = &self.publisher;
-            let publish_here = !publisher.next_waiting.load(Ordering::Acquire)
+            let waiting = publisher.waiting_appends.load(Ordering::Acquire);
+            let publish_here = !hand_over_first(waiting, commit.appends)
                 && publisher.index_if_next(&commit, offset, &mut new_segment);
             if !publish_here {
                 let written = Written {
@@ -232,6 +265,7 @@ impl Syncer {
             }
             // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
             let head_file = publisher.write_head_file(&commit);
+            let commit_appends = commit.appends;
             // Answer first: the appenders' next appends then have a chance to join the next
             // commit instead of waiting for the one after it. The commit is durable and
             // indexed even if `HEAD` could not be written.
@@ -240,7 +274,12 @@ impl Syncer {
                 let _ = synced.send(Synced::Failed(self.shared.record_failure(&error)));
                 break;
             }
-            let _ = synced.send(Synced::Indexed(buffer));
+            let expected = commit_appends + waiting;
+            let _ = synced.send(Synced::Indexed(Published {
+                buffer,
+                expected,
+                sync_time,
+            }));
             // Freed once the builder has its go: not on the way to it.
             drop(requests);
             self.prepare_spare_when_half_full();

@@ -3,13 +3,15 @@
 //! The builder (`builder.rs`) takes appends as they arrive, decides each (idempotency,
 //! expected versions) against the durable index, the commit in flight and the commit it is
 //! building, and encodes and hash-chains the accepted ones into that commit's buffer. It
-//! hands the commit to the syncer (`syncer.rs`) as soon as the syncer is idle, so every
+//! hands the commit to the syncer (`syncer.rs`) as soon as the syncer is idle (after
+//! letting the appenders of a commit the syncer just answered come back, bounded), so every
 //! append that arrives while the disk is busy joins the next commit (concurrency turns into
 //! batch size) and encoding overlaps the previous `fdatasync`. The syncer writes the commit
-//! with one `pwrite` and makes it durable with one `fdatasync`. If the builder has the next
-//! commit waiting, the syncer hands the durable one back and the builder hands over the
-//! next first, then indexes the durable one, advances the head and answers its appenders
-//! while the next one syncs; else the syncer does that itself.
+//! with one `pwrite` and makes it durable with one `fdatasync`. If the builder has a next
+//! commit of its own waiting (at least half as many appends), the syncer hands the durable
+//! one back and the builder hands over the next first, then indexes the durable one,
+//! advances the head and answers its appenders while the next one syncs; else the syncer
+//! does that itself.
 //!
 //! What recovery relies on (see `recovery.rs`) holds because one commit is in flight at
 //! most: the builder hands commit k+1 over only once commit k came back, after its
@@ -26,7 +28,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -140,7 +142,7 @@ impl Writer {
             shared: self.shared.clone(),
             head_sender: self.head_sender,
             head_file: self.head_file,
-            next_waiting: AtomicBool::new(false),
+            waiting_appends: AtomicUsize::new(0),
         });
         let syncer = Syncer::new(
             self.shared.clone(),
