@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use common::*;
 use ledger::audit::explain::{self, EventRef, PayoutExplanation};
+use ledger::domain::events::{DomainEvent, SourceCited};
 use ledger::domain::ids::*;
 use ledger::time::{Clock, SystemClock, Timestamp};
 use proto::v1 as pb;
 use services::auth::Role;
 use stemma_testkit::forge::{
-    one_line_payout_history, write_log_past_the_domain, TEST_SEGMENT_SIZE_BYTES,
+    one_line_payout_history, write_log_past_the_domain, write_log_past_the_domain_in_appends,
 };
 use tonic::Code;
 
@@ -369,32 +370,41 @@ async fn only_the_auditor_may_audit_and_reflection_lists_the_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_passes_beyond_the_limit_are_refused_while_one_is_open() {
-    let server = Server::start_in(tempfile::tempdir().unwrap(), |config| {
+    // A log with more findings than HTTP/2 flow control lets the server send unread (the
+    // client's windows of 64 KiB, plus the server's send buffer of 400 KiB and the call's
+    // 64 queued messages): an open Verify whose client reads nothing cannot send its
+    // summary, so it holds its pass until the client reads, however fast the pass itself
+    // is. No timing involved.
+    let data = tempfile::tempdir().unwrap();
+    let citations: Vec<DomainEvent> = (0..FLOW_CONTROLLED_FINDINGS)
+        .map(|i| {
+            SourceCited {
+                record_id: RecordId::new(format!("nowhere-{i}")).unwrap(),
+                source_id: RecordId::new("nothing").unwrap(),
+            }
+            .into()
+        })
+        .collect();
+    write_log_past_the_domain_in_appends(data.path(), &citations, 1_000).await;
+    let server = Server::start_in(data, |config| {
         let edited = config.replace(
             "concurrent_audit_passes_max = 2",
             "concurrent_audit_passes_max = 1",
         );
         assert_ne!(edited, config, "the config names the limit");
-        // The default segment size: the open pass must still be reading it when the
-        // next calls come. Over a test-sized segment it is done, and its few messages
-        // sent, before they are made, and its pass is free again.
-        let edited = edited.replace(
-            &format!("segment_size_bytes = {TEST_SEGMENT_SIZE_BYTES}"),
-            "segment_size_bytes = 134217728",
-        );
-        assert!(edited.contains("segment_size_bytes = 134217728"));
         edited
     })
     .await;
-    small_history(&server).await;
-    let mut audit = auditor(&server).await;
+    let mut audit = pb::audit_client::AuditClient::new(
+        server.authed_with_window(Role::Auditor, WINDOW_BYTES).await,
+    );
+    let semantic = pb::VerifyRequest {
+        semantic: true,
+        ..Default::default()
+    };
 
     // The response headers are in: the call is open and holds the one pass, unread.
-    let mut open = audit
-        .verify(pb::VerifyRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut open = audit.verify(semantic.clone()).await.unwrap().into_inner();
     let refused = audit
         .verify(pb::VerifyRequest::default())
         .await
@@ -417,9 +427,14 @@ async fn audit_passes_beyond_the_limit_are_refused_while_one_is_open() {
 
     // Once the open call's summary is out, its pass is free again.
     let (_, findings, summary) = read_to_summary(&mut open).await;
-    assert!(findings.is_empty() && summary.clean);
-    let (_, _, summary) = verify_all(&mut audit, pb::VerifyRequest::default()).await;
-    assert!(summary.clean);
+    assert_eq!(findings.len(), FLOW_CONTROLLED_FINDINGS, "one per citation");
+    assert!(!summary.clean);
+    // The premise: what the open call had to send is well past what could wait unread.
+    let sent: usize = findings.iter().map(prost::Message::encoded_len).sum();
+    let buffered_max = 2 * WINDOW_BYTES as usize + SEND_BUFFER_BYTES + 64 * 1_024;
+    assert!(sent > 2 * buffered_max, "{sent} bytes of findings");
+    let (_, findings, _) = verify_all(&mut audit, semantic).await;
+    assert_eq!(findings.len(), FLOW_CONTROLLED_FINDINGS);
     let status = audit
         .explain(pb::ExplainRequest {
             payout_id: "po-x".into(),
@@ -429,6 +444,13 @@ async fn audit_passes_beyond_the_limit_are_refused_while_one_is_open() {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     let _ = server.stop().await;
 }
+
+/// Findings (of ~100 bytes each on the wire) well past what HTTP/2 buffers unread.
+const FLOW_CONTROLLED_FINDINGS: usize = 9_000;
+/// The limit test's client windows: the HTTP/2 default (hyper's client would grant 2 MiB).
+const WINDOW_BYTES: u32 = 65_535;
+/// hyper's default send buffer per HTTP/2 stream on the server.
+const SEND_BUFFER_BYTES: usize = 400 * 1_024;
 
 fn text_of(money: &Option<pb::Money>) -> String {
     match money {

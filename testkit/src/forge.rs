@@ -56,6 +56,27 @@ pub async fn write_log_past_the_domain(data: &Path, events: &[DomainEvent]) {
     store.close().await;
 }
 
+/// A new log at `data` holding `events`, `per_append` to an intruder append (command ids
+/// `direct-0`, … per append): for logs of thousands of events, one fsync per append.
+pub async fn write_log_past_the_domain_in_appends(
+    data: &Path,
+    events: &[DomainEvent],
+    per_append: usize,
+) {
+    let options = EmbeddedOptions {
+        segment_size_bytes: TEST_SEGMENT_SIZE_BYTES,
+        ..EmbeddedOptions::default()
+    };
+    let (store, _) = EmbeddedStore::open(data, options).await.unwrap();
+    for (i, chunk) in events.chunks(per_append.max(1)).enumerate() {
+        store
+            .append(intruder_append(&format!("direct-{i}"), proposed(chunk)))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+}
+
 /// `events` in the form the store takes them.
 pub fn proposed(events: &[DomainEvent]) -> Vec<ProposedEvent> {
     events.iter().map(DomainEvent::to_proposed).collect()

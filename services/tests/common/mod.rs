@@ -94,6 +94,20 @@ impl Server {
         self.authed_with(&self.tokens[&role]).await
     }
 
+    /// `authed` over a connection whose HTTP/2 receive windows (per stream and per
+    /// connection) are `window_bytes`: a response larger than the windows and the server's
+    /// send buffers cannot be sent whole until this client reads it.
+    pub async fn authed_with_window(&self, role: Role, window_bytes: u32) -> Authed {
+        let channel = Endpoint::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .initial_stream_window_size(window_bytes)
+            .initial_connection_window_size(window_bytes)
+            .connect()
+            .await
+            .unwrap();
+        InterceptedService::new(channel, Bearer::new(&self.tokens[&role]).unwrap())
+    }
+
     pub async fn authed_with(&self, token: &str) -> Authed {
         let bearer = Bearer::new(token).unwrap();
         InterceptedService::new(self.channel().await, bearer)
