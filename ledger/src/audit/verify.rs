@@ -24,7 +24,7 @@ use crate::domain::DomainEvent;
 use crate::store::chain::Links;
 use crate::store::codec::{self, EnvelopeRef};
 use crate::store::embedded::snapshot::{LogSnapshot, ScanItem};
-use crate::store::{Hash32, Head, Position, StreamVersion};
+use crate::store::{Hash32, Head, Position, StoreError, StreamVersion};
 
 /// Events between two progress reports.
 pub const PROGRESS_INTERVAL_EVENTS: u64 = 65_536;
@@ -136,10 +136,59 @@ struct PendingFrame {
     segment: usize,
     offset: u64,
     commit: crate::store::codec::CommitRange,
+    /// The first frame of its commit: where the pass asks whether to stop.
+    starts_commit: bool,
     /// Where the body lies in the batch's arena. One arena per batch, reused, instead of
     /// a `Vec` per frame: allocations dominated the profile.
     body: std::ops::Range<usize>,
 }
+
+/// Frames copied out of their segments by the scanning thread, checked as one round by
+/// the checking thread; the buffers go back to the scanning thread for reuse.
+#[derive(Default)]
+struct Batch {
+    frames: Vec<PendingFrame>,
+    arena: Vec<u8>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.arena.clear();
+    }
+}
+
+/// What the scanning thread hands the checking thread, in log order.
+enum Scanned {
+    Frames(Batch),
+    Segment {
+        segment: usize,
+        named_position: Position,
+        header: Result<crate::store::embedded::snapshot::SegmentInfo, crate::store::CorruptionKind>,
+    },
+    /// A commit with fewer frames than its range names (its frames follow).
+    Incomplete {
+        segment: usize,
+        commit: crate::store::codec::CommitRange,
+        frames: usize,
+        offset: u64,
+    },
+    Damage {
+        segment: usize,
+        offset: u64,
+        kind: crate::store::CorruptionKind,
+        resumed_at: Option<u64>,
+    },
+    Tail {
+        segment: usize,
+        offset: u64,
+        bytes_ignored: u64,
+    },
+}
+
+/// Batches between the scanning and the checking thread: one being checked, this many
+/// read ahead.
+const BATCHES_AHEAD: usize = 2;
 
 /// What is computed for one frame out of order: everything that does not depend on the
 /// frames before it.
@@ -241,10 +290,11 @@ struct Pass<'p> {
     sink: FindingSink,
     chain: Chain,
     replay: Option<Replay>,
-    batch: Vec<PendingFrame>,
-    arena: Vec<u8>,
     workers: usize,
     checkpoint_reached: bool,
+    stop: &'p dyn Fn() -> bool,
+    /// `stop` said so: nothing after the last commit checked is read.
+    stopped: bool,
     reported: Progress,
     segment_bases: Vec<u64>,
     progress: &'p mut dyn FnMut(&Progress),
@@ -257,29 +307,36 @@ impl Pass<'_> {
     /// The checks in log order run on this thread while the other workers hash and decode
     /// ahead of it; when the frame it needs is not ready, this thread prepares the next
     /// unclaimed chunk itself, so both cores stay busy whichever side is slower.
-    fn flush(&mut self) -> bool {
-        if self.batch.is_empty() {
-            return !self.checkpoint_reached;
+    fn check(&mut self, batch: &Batch) -> bool {
+        if !batch.frames.is_empty() {
+            self.check_batch(batch);
         }
-        self.check_batch();
-        // Keep the allocations for the next batch.
-        self.batch.clear();
-        self.arena.clear();
-        !self.checkpoint_reached
+        !self.is_done()
     }
 
-    fn check_batch(&mut self) {
+    /// The checkpoint is reached or the pass was asked to stop: nothing more is read.
+    fn is_done(&self) -> bool {
+        self.checkpoint_reached || self.stopped
+    }
+
+    /// Asks `stop` (before each segment, commit, damage and tail, as the pass goes).
+    fn asked_to_stop(&mut self) -> bool {
+        self.stopped = self.stopped || (self.stop)();
+        self.stopped
+    }
+
+    fn check_batch(&mut self, batch: &Batch) {
         let slots: Vec<OnceLock<Vec<Prepared<'_>>>> = std::iter::repeat_with(OnceLock::new)
-            .take(self.batch.len().div_ceil(CHUNK_FRAMES))
+            .take(batch.frames.len().div_ceil(CHUNK_FRAMES))
             .collect();
         let chunks = Chunks {
-            arena: &self.arena,
-            batch: &self.batch,
+            arena: &batch.arena,
+            batch: &batch.frames,
             slots: &slots,
             next: AtomicUsize::new(0),
             semantic: self.options.semantic,
         };
-        let helpers = if self.batch.len() < BATCH_FRAMES_PARALLEL_MIN {
+        let helpers = if batch.frames.len() < BATCH_FRAMES_PARALLEL_MIN {
             0
         } else {
             self.workers.saturating_sub(1)
@@ -291,6 +348,8 @@ impl Pass<'_> {
             chain,
             replay,
             checkpoint_reached,
+            stop,
+            stopped,
             reported,
             segment_bases,
             progress,
@@ -313,7 +372,10 @@ impl Pass<'_> {
                     }
                 };
                 for (frame, prepared) in frames.iter().zip(prepared) {
-                    if *checkpoint_reached {
+                    if frame.starts_commit && !*stopped {
+                        *stopped = stop();
+                    }
+                    if *checkpoint_reached || *stopped {
                         chunks.abandon();
                         break 'batch;
                     }
@@ -405,10 +467,10 @@ pub fn verify_until_stopped(
             events: 0,
         },
         replay: options.semantic.then(Replay::new),
-        batch: Vec::with_capacity(BATCH_FRAMES_MAX),
-        arena: Vec::new(),
         workers,
         checkpoint_reached: false,
+        stop,
+        stopped: false,
         reported: Progress {
             bytes_total: base,
             ..Progress::default()
@@ -417,38 +479,42 @@ pub fn verify_until_stopped(
         progress,
     };
     let mut tail = None;
-    let mut segment = 0usize;
-    let mut segments_seen = 0usize;
-    let mut stopped = false;
-    snapshot.scan(|item| {
-        if stop() {
-            stopped = true;
-            return false;
-        }
-        match item {
-            ScanItem::Segment {
-                path,
-                named_position,
-                header,
-                ..
-            } => {
-                if !pass.flush() {
-                    return false;
+    // Reading and framing run on a thread of their own, a batch or two ahead of the
+    // checks: on two cores the checking thread (which also prepares chunks when the
+    // helpers are behind) was waiting for the scan between batches.
+    let (scanned_sender, scanned) = std::sync::mpsc::sync_channel::<Scanned>(BATCHES_AHEAD);
+    let (spare_sender, spare) = std::sync::mpsc::channel::<Batch>();
+    let scan_result = std::thread::scope(|scope| {
+        let snapshot = &snapshot;
+        // The sender moves to the scanner: when it is done, the loop below ends.
+        let scanner = scope.spawn(move || scan_into_batches(snapshot, &scanned_sender, &spare));
+        for item in &scanned {
+            let go_on = match item {
+                Scanned::Frames(mut batch) => {
+                    let go_on = pass.check(&batch);
+                    batch.clear();
+                    // The scanner may be gone already; then the batch is simply freed.
+                    let _ = spare_sender.send(batch);
+                    go_on
                 }
-                segment = segments_seen;
-                segments_seen += 1;
-                check_segment_header(&pass.chain, path, named_position, header, &mut pass.sink);
-            }
-            ScanItem::Commit {
-                path,
-                commit,
-                frames,
-                complete,
-            } => {
-                if !complete {
-                    if !pass.flush() {
-                        return false;
+                Scanned::Segment {
+                    segment,
+                    named_position,
+                    header,
+                } => {
+                    if pass.asked_to_stop() {
+                        break;
                     }
+                    let path = &pass.segments[segment];
+                    check_segment_header(&pass.chain, path, named_position, header, &mut pass.sink);
+                    true
+                }
+                Scanned::Incomplete {
+                    segment,
+                    commit,
+                    frames,
+                    offset,
+                } => {
                     pass.sink.push(
                         Finding::new(
                             commit.first_position,
@@ -459,74 +525,69 @@ pub fn verify_until_stopped(
                                 commit.first_position,
                                 commit.last_position
                             ),
-                            format!("{} frames", frames.len()),
+                            format!("{frames} frames"),
                         )
-                        .at_bytes(path, frames[0].offset),
+                        .at_bytes(&pass.segments[segment], offset),
                     );
+                    true
                 }
-                for frame in frames {
-                    let start = pass.arena.len();
-                    pass.arena.extend_from_slice(frame.body);
-                    pass.batch.push(PendingFrame {
-                        segment,
-                        offset: frame.offset,
-                        commit: frame.commit,
-                        body: start..pass.arena.len(),
-                    });
-                }
-                if pass.batch.len() >= BATCH_FRAMES_MAX {
-                    return pass.flush();
-                }
-            }
-            ScanItem::Damage {
-                path,
-                offset,
-                kind,
-                resumed_at,
-            } => {
-                if !pass.flush() {
-                    return false;
-                }
-                let found = match resumed_at {
-                    Some(resumed_at) => format!(
-                        "{kind}; {} bytes skipped to the next valid frame",
-                        resumed_at - offset
-                    ),
-                    None => format!("{kind}; nothing valid after it in this segment"),
-                };
-                pass.sink.push(
-                    Finding::new(
-                        pass.chain.expected_position,
-                        Check::Frame,
-                        "a valid frame",
-                        found,
-                    )
-                    .at_bytes(path, offset),
-                );
-            }
-            ScanItem::Tail {
-                path,
-                offset,
-                bytes_ignored,
-            } => {
-                if !pass.flush() {
-                    return false;
-                }
-                tail = Some(TailIgnored {
-                    segment: path.display().to_string(),
+                Scanned::Damage {
+                    segment,
                     offset,
-                    bytes: bytes_ignored,
-                });
+                    kind,
+                    resumed_at,
+                } => {
+                    if pass.asked_to_stop() {
+                        break;
+                    }
+                    let found = match resumed_at {
+                        Some(resumed_at) => format!(
+                            "{kind}; {} bytes skipped to the next valid frame",
+                            resumed_at - offset
+                        ),
+                        None => format!("{kind}; nothing valid after it in this segment"),
+                    };
+                    pass.sink.push(
+                        Finding::new(
+                            pass.chain.expected_position,
+                            Check::Frame,
+                            "a valid frame",
+                            found,
+                        )
+                        .at_bytes(&pass.segments[segment], offset),
+                    );
+                    true
+                }
+                Scanned::Tail {
+                    segment,
+                    offset,
+                    bytes_ignored,
+                } => {
+                    if pass.asked_to_stop() {
+                        break;
+                    }
+                    tail = Some(TailIgnored {
+                        segment: pass.segments[segment].display().to_string(),
+                        offset,
+                        bytes: bytes_ignored,
+                    });
+                    true
+                }
+            };
+            if !go_on {
+                break;
             }
         }
-        true
-    })?;
-    if stopped {
+        // Hang up first: a scanner blocked on a full queue then ends at once.
+        drop(scanned);
+        scanner.join().expect("the scanning thread does not panic")
+    });
+    scan_result?;
+    if pass.stopped {
         return Err(super::AuditError::Stopped {
             position: pass.chain.head.position,
         });
     }
-    pass.flush();
     let Pass {
         mut sink,
         chain,
@@ -577,6 +638,115 @@ pub fn verify_until_stopped(
         findings: sink.kept,
         findings_dropped: sink.dropped,
     })
+}
+
+/// Scans the log into `Scanned` items for the checking thread: frames copied into batches
+/// of at most `BATCH_FRAMES_MAX` (cut before anything else, so the order holds), the rest
+/// as it comes. Ends early, without an error, once the checking thread hangs up.
+fn scan_into_batches(
+    snapshot: &LogSnapshot,
+    scanned: &std::sync::mpsc::SyncSender<Scanned>,
+    spare: &std::sync::mpsc::Receiver<Batch>,
+) -> Result<(), StoreError> {
+    let fresh = || spare.try_recv().unwrap_or_default();
+    let mut batch = fresh();
+    let mut segment = 0usize;
+    let mut segments_seen = 0usize;
+    let hand = |batch: &mut Batch, item: Option<Scanned>| -> bool {
+        if !batch.frames.is_empty() {
+            let full = std::mem::replace(batch, fresh());
+            if scanned.send(Scanned::Frames(full)).is_err() {
+                return false;
+            }
+        }
+        item.is_none_or(|item| scanned.send(item).is_ok())
+    };
+    let mut open = true;
+    snapshot.scan(|item| {
+        open = match item {
+            ScanItem::Segment {
+                named_position,
+                header,
+                ..
+            } => {
+                segment = segments_seen;
+                segments_seen += 1;
+                hand(
+                    &mut batch,
+                    Some(Scanned::Segment {
+                        segment,
+                        named_position,
+                        header,
+                    }),
+                )
+            }
+            ScanItem::Commit {
+                commit,
+                frames,
+                complete,
+                ..
+            } => {
+                let mut open = true;
+                if !complete {
+                    open = hand(
+                        &mut batch,
+                        Some(Scanned::Incomplete {
+                            segment,
+                            commit,
+                            frames: frames.len(),
+                            offset: frames[0].offset,
+                        }),
+                    );
+                }
+                for (index, frame) in frames.iter().enumerate() {
+                    let start = batch.arena.len();
+                    batch.arena.extend_from_slice(frame.body);
+                    batch.frames.push(PendingFrame {
+                        segment,
+                        offset: frame.offset,
+                        commit: frame.commit,
+                        starts_commit: index == 0,
+                        body: start..batch.arena.len(),
+                    });
+                }
+                if open && batch.frames.len() >= BATCH_FRAMES_MAX {
+                    open = hand(&mut batch, None);
+                }
+                open
+            }
+            ScanItem::Damage {
+                offset,
+                kind,
+                resumed_at,
+                ..
+            } => hand(
+                &mut batch,
+                Some(Scanned::Damage {
+                    segment,
+                    offset,
+                    kind,
+                    resumed_at,
+                }),
+            ),
+            ScanItem::Tail {
+                offset,
+                bytes_ignored,
+                ..
+            } => hand(
+                &mut batch,
+                Some(Scanned::Tail {
+                    segment,
+                    offset,
+                    bytes_ignored,
+                }),
+            ),
+        };
+        open
+    })?;
+    if open {
+        hand(&mut batch, None);
+    }
+    Ok(())
 }
 
 fn check_segment_header(
