@@ -12,15 +12,11 @@ use common::*;
 use ledger::decider::{CommandError, CommandOutcome};
 use ledger::domain::commands::*;
 use ledger::domain::events::{DomainEvent, ProjectFinished};
-use ledger::domain::events::{MediaRef, RecordKind};
 use ledger::domain::ids::MemberId;
 use ledger::domain::privacy::{self, FileKeyVault, PersonalData, PrivacyError};
-use ledger::domain::upcast::RecordUploadedV1;
 use ledger::domain::{Command, Rejection};
-use ledger::store::{
-    Actor, AppendRequest, CommandId, EventStore, EventType, ExpectedVersion, ProposedEvent,
-    ServiceName, StoreError, StreamExpectation,
-};
+use ledger::store::{Actor, AppendRequest, CommandId, EventStore, ServiceName, StoreError};
+use stemma_testkit::forge::version_1_upload;
 use stemma_testkit::{Harness, SyncFailures};
 
 fn rejection(result: Result<CommandOutcome, CommandError>) -> Rejection {
@@ -303,43 +299,9 @@ async fn version_1_events_in_the_log_are_upcast_on_start() {
     harness.ok(register("alice")).await;
     harness.ok(start_project("p1")).await;
     // Written as the version-1 code wrote it: no licence terms version.
-    let v1 = bincode::serde::encode_to_vec(
-        RecordUploadedV1 {
-            record_id: record("old"),
-            project_id: project("p1"),
-            contributor: member("alice"),
-            kind: RecordKind::Text,
-            title: "An old verse".into(),
-            media: MediaRef {
-                blake3: [1; 32],
-                size_bytes: 10,
-            },
-        },
-        bincode::config::standard(),
-    )
-    .unwrap();
     harness
         .store
-        .append(AppendRequest {
-            command_fingerprint: None,
-            command_id: CommandId::new("v1-upload").unwrap(),
-            correlation_id: None,
-            causation_id: None,
-            actor: Actor {
-                service: ServiceName::new("gateway").unwrap(),
-                on_behalf_of: None,
-            },
-            expectations: vec![StreamExpectation {
-                stream_id: record("old").stream_id(),
-                expected: ExpectedVersion::NoStream,
-            }],
-            events: vec![ProposedEvent {
-                stream_id: record("old").stream_id(),
-                event_type: EventType::new("RecordUploaded").unwrap(),
-                schema_version: 1,
-                payload: v1,
-            }],
-        })
+        .append(version_1_upload("old", "p1", "alice"))
         .await
         .unwrap();
     let harness = harness.restart().await;

@@ -348,50 +348,17 @@ async fn an_undecodable_event_stops_the_models_after_the_facts_before_it() {
 /// decode), and the read models built through it know the old event.
 #[tokio::test]
 async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcast() {
-    use ledger::domain::events::{DomainEvent, MediaRef, RecordKind};
-    use ledger::domain::upcast::RecordUploadedV1;
-    use ledger::store::{
-        Actor, AppendRequest, CommandId, EventType, ProposedEvent, RecordBatch, ServiceName,
-    };
+    use ledger::domain::events::DomainEvent;
+    use ledger::store::RecordBatch;
     use projections::AppliedEvent;
+    use stemma_testkit::forge::version_1_upload;
 
     let world = Harness::new().await;
     small_world(&world, 3).await;
     // Written as the version-1 code wrote it: no licence terms version.
-    let v1 = bincode::serde::encode_to_vec(
-        RecordUploadedV1 {
-            record_id: record("old"),
-            project_id: project("p1"),
-            contributor: member("alice"),
-            kind: RecordKind::Text,
-            title: "An old verse".into(),
-            media: MediaRef {
-                blake3: [1; 32],
-                size_bytes: 10,
-            },
-        },
-        bincode::config::standard(),
-    )
-    .unwrap();
     let written = world
         .store
-        .append(AppendRequest {
-            command_fingerprint: None,
-            command_id: CommandId::new("v1-upload").unwrap(),
-            correlation_id: None,
-            causation_id: None,
-            actor: Actor {
-                service: ServiceName::new("gateway").unwrap(),
-                on_behalf_of: None,
-            },
-            expectations: Vec::new(),
-            events: vec![ProposedEvent {
-                stream_id: record("old").stream_id(),
-                event_type: EventType::new("RecordUploaded").unwrap(),
-                schema_version: 1,
-                payload: v1,
-            }],
-        })
+        .append(version_1_upload("old", "p1", "alice"))
         .await
         .unwrap();
     // The decider learns of an event appended past it when it starts again.

@@ -9,7 +9,7 @@ use ledger::domain::{decide, Command, DomainEvent};
 use ledger::money::{ArtistShare, Currency, Money, Weight};
 use ledger::store::{
     Actor, AppendRequest, AppendResult, CommandId, EmbeddedOptions, EmbeddedStore, EventStore,
-    ProposedEvent, ServiceName,
+    EventType, ExpectedVersion, ProposedEvent, ServiceName, StreamExpectation,
 };
 use ledger::time::{Clock, Timestamp};
 
@@ -75,6 +75,48 @@ pub async fn write_log_past_the_domain_in_appends(
             .unwrap();
     }
     store.close().await;
+}
+
+/// An append of `RecordUploaded` for `record_id` as schema version 1 wrote it (no licence
+/// terms version), by the gateway, to a stream that must not exist yet: a log written by
+/// older code, which the upcaster must read.
+pub fn version_1_upload(record_id: &str, project_id: &str, contributor: &str) -> AppendRequest {
+    let record_id = RecordId::new(record_id).unwrap();
+    let payload = bincode::serde::encode_to_vec(
+        ledger::domain::upcast::RecordUploadedV1 {
+            record_id: record_id.clone(),
+            project_id: ProjectId::new(project_id).unwrap(),
+            contributor: MemberId::new(contributor).unwrap(),
+            kind: RecordKind::Text,
+            title: "An old verse".into(),
+            media: MediaRef {
+                blake3: [1; 32],
+                size_bytes: 10,
+            },
+        },
+        bincode::config::standard(),
+    )
+    .unwrap();
+    AppendRequest {
+        command_fingerprint: None,
+        command_id: CommandId::new(format!("v1-upload-{record_id}")).unwrap(),
+        correlation_id: None,
+        causation_id: None,
+        actor: Actor {
+            service: ServiceName::new("gateway").unwrap(),
+            on_behalf_of: None,
+        },
+        expectations: vec![StreamExpectation {
+            stream_id: record_id.stream_id(),
+            expected: ExpectedVersion::NoStream,
+        }],
+        events: vec![ProposedEvent {
+            stream_id: record_id.stream_id(),
+            event_type: EventType::new("RecordUploaded").unwrap(),
+            schema_version: 1,
+            payload,
+        }],
+    }
 }
 
 /// `events` in the form the store takes them.
