@@ -319,13 +319,7 @@ fn full_reads(c: &mut Criterion) {
         store
     });
 
-    let mut group = c.benchmark_group("store_read_all");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8))
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Elements(READ_EVENTS));
+    let mut group = read_group(c, "store_read_all");
     for batch in READ_BATCHES {
         let mut totals = Totals::default();
         group.bench_function(BenchmarkId::from_parameter(batch), |b| {
@@ -351,13 +345,7 @@ fn full_reads(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("store_read_all_batch");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8))
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Elements(READ_EVENTS));
+    let mut group = read_group(c, "store_read_all_batch");
     for batch_events in READ_BATCHES {
         let mut totals = Totals::default();
         let mut batch = RecordBatch::new();
@@ -395,3 +383,19 @@ fn full_reads(c: &mut Criterion) {
 
 criterion_group!(benches, durable_appends, full_reads);
 criterion_main!(benches);
+
+/// A group reading the whole log of `READ_EVENTS` per iteration; the two read paths are
+/// measured alike.
+fn read_group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8))
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Elements(READ_EVENTS));
+    group
+}

@@ -86,6 +86,12 @@ fn assert_exactly(log: &Path, expected: &[(Position, Check, &str, &str)]) -> Ver
     report
 }
 
+/// The `index`th finding says `text` in what it found.
+fn assert_found(report: &VerifyReport, index: usize, text: &str) {
+    let finding = &report.findings[index];
+    assert!(finding.found.contains(text), "{finding}");
+}
+
 fn remix_event(events: Vec<DomainEvent>, sources: &[&str]) -> DomainEvent {
     match events.into_iter().next() {
         Some(DomainEvent::RemixUploaded(mut e)) => {
@@ -148,31 +154,11 @@ async fn rule_1_family_tree() {
             (p + 5, Check::FamilyTree, "record-d", "SourceCited"),
         ],
     );
-    assert!(
-        report.findings[0].found.contains("cycle"),
-        "{}",
-        report.findings[0]
-    );
-    assert!(
-        report.findings[1].found.contains("sources"),
-        "{}",
-        report.findings[1]
-    );
-    assert!(
-        report.findings[2].found.contains("withdrawn"),
-        "{}",
-        report.findings[2]
-    );
-    assert!(
-        report.findings[3].found.contains("itself"),
-        "{}",
-        report.findings[3]
-    );
-    assert!(
-        report.findings[5].found.contains("withdrawn"),
-        "{}",
-        report.findings[5]
-    );
+    assert_found(&report, 0, "cycle");
+    assert_found(&report, 1, "sources");
+    assert_found(&report, 2, "withdrawn");
+    assert_found(&report, 3, "itself");
+    assert_found(&report, 5, "withdrawn");
 }
 
 #[tokio::test]
@@ -214,11 +200,7 @@ async fn rule_2_leads() {
             (p + 2, Check::Lead, "project-p1", "LeadFeeAgreed"),
         ],
     );
-    assert!(
-        report.findings[0].found.contains("bob"),
-        "{}",
-        report.findings[0]
-    );
+    assert_found(&report, 0, "bob");
     assert!(
         report.findings[2].expected.contains("pr1"),
         "{}",
@@ -259,9 +241,9 @@ async fn rule_3_inclusion() {
             (p + 2, Check::Inclusion, "production-pr1", "RecordIncluded"),
         ],
     );
-    assert!(report.findings[0].found.contains("withdrawn"));
-    assert!(report.findings[1].found.contains("does not exist"));
-    assert!(report.findings[2].found.contains("already included"));
+    assert_found(&report, 0, "withdrawn");
+    assert_found(&report, 1, "does not exist");
+    assert_found(&report, 2, "already included");
 }
 
 /// The late fixture plus 1,000 of revenue on pr1: a second distribution of 500 may be
@@ -340,16 +322,8 @@ async fn rule_5_lines() {
             ),
         ],
     );
-    assert!(
-        report.findings[0].found.contains("not contributed by bob"),
-        "{}",
-        report.findings[0]
-    );
-    assert!(
-        report.findings[1].found.contains("carol"),
-        "{}",
-        report.findings[1]
-    );
+    assert_found(&report, 0, "not contributed by bob");
+    assert_found(&report, 1, "carol");
 }
 
 #[tokio::test]
@@ -400,16 +374,8 @@ async fn rule_5_lines_without_rationale_or_member() {
         "2 lines, as announced by line_count"
     );
     assert_eq!(report.findings[2].found, "1 lines");
-    assert!(
-        report.findings[0].found.contains("rationale"),
-        "{}",
-        report.findings[0]
-    );
-    assert!(
-        report.findings[1].found.contains("stranger"),
-        "{}",
-        report.findings[1]
-    );
+    assert_found(&report, 0, "rationale");
+    assert_found(&report, 1, "stranger");
 }
 
 #[tokio::test]
@@ -435,11 +401,7 @@ async fn rule_5_a_weight_that_is_not_positive_does_not_decode() {
             "AllocationProposed",
         )],
     );
-    assert!(
-        report.findings[0].found.contains("weight"),
-        "{}",
-        report.findings[0]
-    );
+    assert_found(&report, 0, "weight");
 }
 
 /// The fixture up to a finalizable d1: k1 answered, dave given a line, the window passed.
@@ -473,11 +435,7 @@ async fn rule_5_line_amounts() {
             "AllocationFinalized",
         )],
     );
-    assert!(
-        report.findings[0].found.contains("2 lines differ"),
-        "{}",
-        report.findings[0]
-    );
+    assert_found(&report, 0, "2 lines differ");
 }
 
 #[tokio::test]
@@ -557,21 +515,9 @@ async fn rule_6_window() {
             (p + 3, Check::Window, "distribution-d2", "AllocationAmended"),
         ],
     );
-    assert!(
-        report.findings[0].found.contains("closes at"),
-        "{}",
-        report.findings[0]
-    );
-    assert!(
-        report.findings[2].found.contains("finalized"),
-        "{}",
-        report.findings[2]
-    );
-    assert!(
-        report.findings[3].found.contains("reason"),
-        "{}",
-        report.findings[3]
-    );
+    assert_found(&report, 0, "closes at");
+    assert_found(&report, 2, "finalized");
+    assert_found(&report, 3, "reason");
 
     // A proposal published (by its own account) two weeks before it was recorded, so
     // its window would already be over.
@@ -638,9 +584,9 @@ async fn rule_7_finalization() {
             ),
         ],
     );
-    assert!(report.findings[0].found.contains("window is open"));
-    assert!(report.findings[1].found.contains("k1"));
-    assert!(report.findings[2].found.contains("dave"));
+    assert_found(&report, 0, "window is open");
+    assert_found(&report, 1, "k1");
+    assert_found(&report, 2, "dave");
 }
 
 #[tokio::test]
@@ -742,16 +688,8 @@ async fn rule_9_money() {
             (p + 3, Check::Money, "project-p1", "LeadFeeAgreed"),
         ],
     );
-    assert!(
-        report.findings[0].found.contains("EUR"),
-        "{}",
-        report.findings[0]
-    );
-    assert!(
-        report.findings[1].found.contains("positive"),
-        "{}",
-        report.findings[1]
-    );
+    assert_found(&report, 0, "EUR");
+    assert_found(&report, 1, "positive");
 }
 
 #[tokio::test]
@@ -776,7 +714,7 @@ async fn rule_10_credits() {
             "RecordUploaded",
         )],
     );
-    assert!(report.findings[0].found.contains("ghost"));
+    assert_found(&report, 0, "ghost");
 }
 
 #[tokio::test]

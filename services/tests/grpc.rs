@@ -502,27 +502,7 @@ async fn health_and_reflection_answer_without_the_proto_files() {
             "{service}"
         );
     }
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        ServerReflectionRequest,
-    };
-    let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("no service list");
-    };
-    let names: HashSet<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = server.reflected_services().await;
     for expected in [
         "stemma.v1.Members",
         "stemma.v1.Payouts",

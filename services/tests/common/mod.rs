@@ -113,6 +113,31 @@ impl Server {
         InterceptedService::new(self.channel().await, bearer)
     }
 
+    /// The services the server lists over gRPC reflection.
+    pub async fn reflected_services(&self) -> std::collections::HashSet<String> {
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
+        };
+        let mut reflection = ServerReflectionClient::new(self.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            responses.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("no service list");
+        };
+        list.service.into_iter().map(|s| s.name).collect()
+    }
+
     /// Stops the server gracefully and waits until the store is closed.
     pub async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.shutdown.take().unwrap().send(());
