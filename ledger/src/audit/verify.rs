@@ -12,6 +12,7 @@
 //! - damaged bytes are skipped up to the next frame whose checksum holds (see `snapshot`).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -101,11 +102,46 @@ struct Chain {
     /// The stored hash of the last event read.
     previous_hash: Hash32,
     head: Head,
-    /// Keyed by the stream id's text, so the borrowed envelope can look it up without
-    /// building a `StreamId`; foldhash is keyed per process, and SipHash was a tenth of the
-    /// chain check's profile.
-    streams: HashMap<Box<str>, StreamVersion, foldhash::fast::RandomState>,
+    /// Keyed by each stream's `StreamKey`, worked out ahead by the workers.
+    streams: HashMap<StreamKey, StreamVersion, BuildHasherDefault<StreamKeyHasher>>,
     events: u64,
+}
+
+/// A stream's identity in the version check: the first 16 bytes of the blake3 of its id.
+/// The workers compute it out of order, so the thread that checks in log order (the one
+/// that bounds a semantic pass) neither hashes the id nor follows a pointer to compare
+/// it, and its map holds no strings. Two ids sharing a key would share a version count:
+/// for the ~10^7 streams of a large log the chance is ~10^-25, and making it happen on
+/// purpose means a blake3 collision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StreamKey(u128);
+
+impl StreamKey {
+    fn of(stream_id: &str) -> StreamKey {
+        let digest = blake3::hash(stream_id.as_bytes());
+        let bytes: [u8; 16] = digest.as_bytes()[..16]
+            .try_into()
+            .expect("a blake3 digest has 32 bytes");
+        StreamKey(u128::from_le_bytes(bytes))
+    }
+}
+
+/// A `StreamKey` is uniformly distributed already: its low half is the map's hash.
+#[derive(Default)]
+struct StreamKeyHasher(u64);
+
+impl std::hash::Hasher for StreamKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("a StreamKey hashes as one u128");
+    }
 }
 
 impl<'a> EnvelopeRef<'a> {
@@ -149,12 +185,18 @@ struct PendingFrame {
 struct Batch {
     frames: Vec<PendingFrame>,
     arena: Vec<u8>,
+    /// The batch's domain events once replayed, dropped by the scanning thread when it
+    /// reuses the batch: freeing them was a few percent of the checking thread's time,
+    /// and the checking thread bounds a semantic pass.
+    spent: Vec<DomainEvent>,
 }
 
 impl Batch {
+    /// Empties the batch for reuse; call it on the scanning thread (see `spent`).
     fn clear(&mut self) {
         self.frames.clear();
         self.arena.clear();
+        self.spent.clear();
     }
 }
 
@@ -196,6 +238,8 @@ struct Prepared<'a> {
     event: Result<EnvelopeRef<'a>, crate::store::CorruptionKind>,
     /// `blake3(previous_hash field ‖ content) == hash field`.
     hash_valid: bool,
+    /// The key of the event's stream (of a decoded envelope).
+    stream: StreamKey,
     domain: Option<Result<DomainEvent, crate::domain::events::EventDecodeError>>,
 }
 
@@ -231,6 +275,9 @@ fn prepare<'a>(bodies: impl Iterator<Item = &'a [u8]>, semantic: bool) -> Vec<Pr
         .into_iter()
         .map(|(_, event)| {
             let hash_valid = event.is_ok() && valid.next().unwrap_or(false);
+            let stream = event
+                .as_ref()
+                .map_or(StreamKey(0), |event| StreamKey::of(event.stream_id));
             let domain = match (&event, semantic) {
                 (Ok(event), true) => Some(DomainEvent::decode(
                     event.event_type,
@@ -242,6 +289,7 @@ fn prepare<'a>(bodies: impl Iterator<Item = &'a [u8]>, semantic: bool) -> Vec<Pr
             Prepared {
                 event,
                 hash_valid,
+                stream,
                 domain,
             }
         })
@@ -250,15 +298,15 @@ fn prepare<'a>(bodies: impl Iterator<Item = &'a [u8]>, semantic: bool) -> Vec<Pr
 
 /// The chunks of one batch, handed out in order to whichever thread asks first. A slot
 /// per chunk, not per frame: setting a `OnceLock` per frame was a tenth of the profile.
-struct Chunks<'a> {
+struct Chunks<'s, 'a> {
     arena: &'a [u8],
     batch: &'a [PendingFrame],
-    slots: &'a [OnceLock<Vec<Prepared<'a>>>],
+    slots: &'s [OnceLock<Vec<Prepared<'a>>>],
     next: AtomicUsize,
     semantic: bool,
 }
 
-impl Chunks<'_> {
+impl Chunks<'_, '_> {
     /// Prepares the next unclaimed chunk; `false` when none is left.
     fn prepare_next(&self) -> bool {
         let chunk = self.next.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +355,7 @@ impl Pass<'_> {
     /// The checks in log order run on this thread while the other workers hash and decode
     /// ahead of it; when the frame it needs is not ready, this thread prepares the next
     /// unclaimed chunk itself, so both cores stay busy whichever side is slower.
-    fn check(&mut self, batch: &Batch) -> bool {
+    fn check(&mut self, batch: &mut Batch) -> bool {
         if !batch.frames.is_empty() {
             self.check_batch(batch);
         }
@@ -325,18 +373,23 @@ impl Pass<'_> {
         self.stopped
     }
 
-    fn check_batch(&mut self, batch: &Batch) {
+    fn check_batch(&mut self, batch: &mut Batch) {
+        let Batch {
+            frames,
+            arena,
+            spent,
+        } = batch;
         let slots: Vec<OnceLock<Vec<Prepared<'_>>>> = std::iter::repeat_with(OnceLock::new)
-            .take(batch.frames.len().div_ceil(CHUNK_FRAMES))
+            .take(frames.len().div_ceil(CHUNK_FRAMES))
             .collect();
         let chunks = Chunks {
-            arena: &batch.arena,
-            batch: &batch.frames,
+            arena,
+            batch: frames,
             slots: &slots,
             next: AtomicUsize::new(0),
             semantic: self.options.semantic,
         };
-        let helpers = if batch.frames.len() < BATCH_FRAMES_PARALLEL_MIN {
+        let helpers = if frames.len() < BATCH_FRAMES_PARALLEL_MIN {
             0
         } else {
             self.workers.saturating_sub(1)
@@ -417,6 +470,12 @@ impl Pass<'_> {
                 }
             }
         });
+        let domain_events = slots
+            .into_iter()
+            .filter_map(OnceLock::into_inner)
+            .flatten()
+            .filter_map(|prepared| prepared.domain?.ok());
+        spent.extend(domain_events);
     }
 }
 
@@ -491,9 +550,9 @@ pub fn verify_until_stopped(
         for item in &scanned {
             let go_on = match item {
                 Scanned::Frames(mut batch) => {
-                    let go_on = pass.check(&batch);
-                    batch.clear();
-                    // The scanner may be gone already; then the batch is simply freed.
+                    let go_on = pass.check(&mut batch);
+                    // The scanner clears it (drops its events) when it reuses it, and may
+                    // be gone already; then the batch is simply freed.
                     let _ = spare_sender.send(batch);
                     go_on
                 }
@@ -648,7 +707,15 @@ fn scan_into_batches(
     scanned: &std::sync::mpsc::SyncSender<Scanned>,
     spare: &std::sync::mpsc::Receiver<Batch>,
 ) -> Result<(), StoreError> {
-    let fresh = || spare.try_recv().unwrap_or_default();
+    let fresh = || {
+        spare.try_recv().map_or_else(
+            |_| Batch::default(),
+            |mut batch| {
+                batch.clear();
+                batch
+            },
+        )
+    };
     let mut batch = fresh();
     let mut segment = 0usize;
     let mut segments_seen = 0usize;
@@ -873,10 +940,7 @@ fn check_frame<'e>(
         )));
     }
     chain.previous_hash = hash;
-    let version = match chain.streams.get_mut(event.stream_id) {
-        Some(version) => version,
-        None => chain.streams.entry(event.stream_id.into()).or_insert(0),
-    };
+    let version = chain.streams.entry(prepared.stream).or_insert(0);
     if event.stream_version != *version + 1 {
         sink.push(in_event(Finding::new(
             position,

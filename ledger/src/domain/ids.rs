@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{InvalidInput, StreamId};
@@ -73,7 +74,7 @@ fn check_id_bytes(field: &str, value: &[u8]) -> Result<(), InvalidInput> {
 struct IdVisitor(&'static str);
 
 impl serde::de::Visitor<'_> for IdVisitor {
-    type Value = String;
+    type Value = CompactString;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -83,26 +84,21 @@ impl serde::de::Visitor<'_> for IdVisitor {
         )
     }
 
-    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<CompactString, E> {
         check_id(self.0, value).map_err(E::custom)?;
-        Ok(value.to_owned())
+        Ok(CompactString::from(value))
     }
 
-    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<String, E> {
-        check_id(self.0, &value).map_err(E::custom)?;
-        Ok(value)
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, value: &[u8]) -> Result<String, E> {
+    fn visit_bytes<E: serde::de::Error>(self, value: &[u8]) -> Result<CompactString, E> {
         check_id_bytes(self.0, value).map_err(E::custom)?;
-        String::from_utf8(value.to_vec()).map_err(E::custom)
+        CompactString::from_utf8(value).map_err(E::custom)
     }
 }
 
 pub(crate) fn deserialize_id<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     field: &'static str,
-) -> Result<String, D::Error> {
+) -> Result<CompactString, D::Error> {
     if deserializer.is_human_readable() {
         deserializer.deserialize_string(IdVisitor(field))
     } else {
@@ -115,16 +111,16 @@ macro_rules! domain_id {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// The stream category: events about this entity go to `<category>-<id>`.
             pub const CATEGORY: &'static str = $category;
 
-            pub fn new(value: impl Into<String>) -> Result<$name, InvalidInput> {
-                let value = value.into();
-                check_id($field, &value)?;
-                Ok($name(value))
+            pub fn new(value: impl AsRef<str>) -> Result<$name, InvalidInput> {
+                let value = value.as_ref();
+                check_id($field, value)?;
+                Ok($name(CompactString::from(value)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -208,7 +204,7 @@ impl PayoutId {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        PayoutId(format!("po-{hex}"))
+        PayoutId(format!("po-{hex}").into())
     }
 }
 
