@@ -14,7 +14,8 @@
 //! there already (generating 10,000,000 events takes minutes), and
 //! `STEMMA_BENCH_AUDIT_PLAIN=1` runs only the plain timed runs, not criterion's loop: for
 //! comparing two builds on the same log; `STEMMA_BENCH_AUDIT_ONLY=chain` (or `semantic`)
-//! runs only that pass, for a profiler.
+//! runs only that pass, and `STEMMA_BENCH_AUDIT_WORKERS=N` only that many workers (0: one
+//! per core, the command line's default), for a profiler.
 
 /// The allocator of the `stemma` binary, so the numbers are the ones it gets.
 #[global_allocator]
@@ -199,6 +200,7 @@ fn verify_once(log: &Path, semantic: bool, workers: usize) -> audit::VerifyRepor
 }
 
 fn bench_verify(c: &mut Criterion) {
+    services::allocator::configure();
     let events = events_wanted();
     let root = data_root();
     std::fs::create_dir_all(&root).unwrap();
@@ -223,7 +225,13 @@ fn bench_verify(c: &mut Criterion) {
         if only.as_deref().is_some_and(|only| only != name) {
             continue;
         }
-        for workers in [1, 0] {
+        let workers_wanted: Vec<usize> = match std::env::var("STEMMA_BENCH_AUDIT_WORKERS") {
+            Ok(workers) => vec![workers
+                .parse()
+                .expect("STEMMA_BENCH_AUDIT_WORKERS: a number")],
+            Err(_) => vec![1, 0],
+        };
+        for workers in workers_wanted {
             // Plain runs first: events/s, CPU time and peak memory, outside criterion's
             // loop. CPU time is the steadier number on a shared, busy machine.
             reset_peak_resident();
@@ -261,7 +269,8 @@ fn bench_verify(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(events));
-    // One worker, the command line's default (see the plain runs above for auto).
+    // One worker: the steadier figure on a shared machine (the plain runs above give the
+    // command line's default, one worker per core, too).
     group.bench_function("chain", |b| b.iter(|| verify_once(&log, false, 1)));
     group.bench_function("semantic", |b| b.iter(|| verify_once(&log, true, 1)));
     group.finish();

@@ -65,7 +65,11 @@ fn chain(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(20);
+    // The allocator set up as the `stemma` binary sets it up.
+    config = {
+        services::allocator::configure();
+        Criterion::default().sample_size(20)
+    };
     targets = chain
 }
 criterion_main!(benches);

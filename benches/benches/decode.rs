@@ -100,7 +100,11 @@ fn decode(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(30);
+    // The allocator set up as the `stemma` binary sets it up.
+    config = {
+        services::allocator::configure();
+        Criterion::default().sample_size(30)
+    };
     targets = decode
 }
 criterion_main!(benches);

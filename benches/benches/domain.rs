@@ -299,7 +299,11 @@ fn decider_throughput(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(20);
+    // The allocator set up as the `stemma` binary sets it up.
+    config = {
+        services::allocator::configure();
+        Criterion::default().sample_size(20)
+    };
     targets = cycle_check, line_rule, decider_throughput
 }
 criterion_main!(benches);

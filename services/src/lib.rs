@@ -2,6 +2,7 @@
 //! crate knows about transport and presentation; it translates to and from `ledger`
 //! types and nothing more.
 
+pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -10,5 +10,6 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    services::allocator::configure();
     services::cli::run(services::cli::Cli::parse())
 }
