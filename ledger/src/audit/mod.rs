@@ -15,6 +15,7 @@ pub mod explain;
 pub mod export;
 pub mod findings;
 pub mod replay;
+mod stream_versions;
 pub mod verify;
 
 pub use findings::{Check, Finding};

@@ -11,8 +11,6 @@
 //!   is and the positions after it line up again;
 //! - damaged bytes are skipped up to the next frame whose checksum holds (see `snapshot`).
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -21,11 +19,12 @@ use serde::Serialize;
 
 use super::findings::{Check, Finding, FindingSink};
 use super::replay::{EventAt, Replay};
+use super::stream_versions::{StreamKey, StreamKeys, StreamVersions};
 use crate::domain::DomainEvent;
 use crate::store::chain::Links;
 use crate::store::codec::{self, EnvelopeRef};
 use crate::store::embedded::snapshot::{LogSnapshot, ScanItem};
-use crate::store::{Hash32, Head, Position, StoreError, StreamVersion};
+use crate::store::{Hash32, Head, Position, StoreError};
 
 /// Events between two progress reports.
 pub const PROGRESS_INTERVAL_EVENTS: u64 = 65_536;
@@ -103,45 +102,8 @@ struct Chain {
     previous_hash: Hash32,
     head: Head,
     /// Keyed by each stream's `StreamKey`, worked out ahead by the workers.
-    streams: HashMap<StreamKey, StreamVersion, BuildHasherDefault<StreamKeyHasher>>,
+    streams: StreamVersions,
     events: u64,
-}
-
-/// A stream's identity in the version check: the first 16 bytes of the blake3 of its id.
-/// The workers compute it out of order, so the thread that checks in log order (the one
-/// that bounds a semantic pass) neither hashes the id nor follows a pointer to compare
-/// it, and its map holds no strings. Two ids sharing a key would share a version count:
-/// for the ~10^7 streams of a large log the chance is ~10^-25, and making it happen on
-/// purpose means a blake3 collision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct StreamKey(u128);
-
-impl StreamKey {
-    fn of(stream_id: &str) -> StreamKey {
-        let digest = blake3::hash(stream_id.as_bytes());
-        let bytes: [u8; 16] = digest.as_bytes()[..16]
-            .try_into()
-            .expect("a blake3 digest has 32 bytes");
-        StreamKey(u128::from_le_bytes(bytes))
-    }
-}
-
-/// A `StreamKey` is uniformly distributed already: its low half is the map's hash.
-#[derive(Default)]
-struct StreamKeyHasher(u64);
-
-impl std::hash::Hasher for StreamKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write_u128(&mut self, key: u128) {
-        self.0 = key as u64;
-    }
-
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("a StreamKey hashes as one u128");
-    }
 }
 
 impl<'a> EnvelopeRef<'a> {
@@ -166,6 +128,10 @@ const BATCH_FRAMES_PARALLEL_MIN: usize = 256;
 /// batched hashing fills its SIMD lanes (frames are grouped by length), small enough that
 /// the threads finish a batch together.
 const CHUNK_FRAMES: usize = 256;
+
+/// How far ahead of the frame it checks the checking thread prefetches a stream's slot:
+/// far enough for the line to arrive while it checks and replays the frames in between.
+const STREAM_PREFETCH_FRAMES_AHEAD: usize = 8;
 
 /// A frame copied out of its segment, waiting in a batch.
 struct PendingFrame {
@@ -246,7 +212,11 @@ struct Prepared<'a> {
 /// Prepares the frames of one chunk: decodes each envelope (and payload, for the
 /// replay), and checks every stored hash against its content in one batch, an event per
 /// SIMD lane (`chain::Links`), which is ~3× cheaper than hashing them one by one.
-fn prepare<'a>(bodies: impl Iterator<Item = &'a [u8]>, semantic: bool) -> Vec<Prepared<'a>> {
+fn prepare<'a>(
+    bodies: impl Iterator<Item = &'a [u8]>,
+    semantic: bool,
+    stream_keys: &StreamKeys,
+) -> Vec<Prepared<'a>> {
     thread_local! {
         static LINKS: std::cell::RefCell<(Links, Vec<Hash32>)> =
             std::cell::RefCell::new((Links::default(), Vec::new()));
@@ -277,7 +247,7 @@ fn prepare<'a>(bodies: impl Iterator<Item = &'a [u8]>, semantic: bool) -> Vec<Pr
             let hash_valid = event.is_ok() && valid.next().unwrap_or(false);
             let stream = event
                 .as_ref()
-                .map_or(StreamKey(0), |event| StreamKey::of(event.stream_id));
+                .map_or(StreamKey::NONE, |event| stream_keys.of(event.stream_id));
             let domain = match (&event, semantic) {
                 (Ok(event), true) => Some(DomainEvent::decode(
                     event.event_type,
@@ -304,6 +274,7 @@ struct Chunks<'s, 'a> {
     slots: &'s [OnceLock<Vec<Prepared<'a>>>],
     next: AtomicUsize,
     semantic: bool,
+    stream_keys: &'s StreamKeys,
 }
 
 impl Chunks<'_, '_> {
@@ -318,7 +289,7 @@ impl Chunks<'_, '_> {
         let bodies = self.batch[start..end]
             .iter()
             .map(|frame| &self.arena[frame.body.clone()]);
-        let prepared = prepare(bodies, self.semantic);
+        let prepared = prepare(bodies, self.semantic, self.stream_keys);
         if slot.set(prepared).is_err() {
             unreachable!("each chunk is claimed once");
         }
@@ -337,6 +308,8 @@ struct Pass<'p> {
     segments: Vec<std::path::PathBuf>,
     sink: FindingSink,
     chain: Chain,
+    /// How the workers name streams for `chain.streams`.
+    stream_keys: StreamKeys,
     replay: Option<Replay>,
     workers: usize,
     checkpoint_reached: bool,
@@ -379,16 +352,6 @@ impl Pass<'_> {
             arena,
             spent,
         } = batch;
-        let slots: Vec<OnceLock<Vec<Prepared<'_>>>> = std::iter::repeat_with(OnceLock::new)
-            .take(frames.len().div_ceil(CHUNK_FRAMES))
-            .collect();
-        let chunks = Chunks {
-            arena,
-            batch: frames,
-            slots: &slots,
-            next: AtomicUsize::new(0),
-            semantic: self.options.semantic,
-        };
         let helpers = if frames.len() < BATCH_FRAMES_PARALLEL_MIN {
             0
         } else {
@@ -399,6 +362,7 @@ impl Pass<'_> {
             segments,
             sink,
             chain,
+            stream_keys,
             replay,
             checkpoint_reached,
             stop,
@@ -408,6 +372,17 @@ impl Pass<'_> {
             progress,
             ..
         } = self;
+        let slots: Vec<OnceLock<Vec<Prepared<'_>>>> = std::iter::repeat_with(OnceLock::new)
+            .take(frames.len().div_ceil(CHUNK_FRAMES))
+            .collect();
+        let chunks = Chunks {
+            arena,
+            batch: frames,
+            slots: &slots,
+            next: AtomicUsize::new(0),
+            semantic: options.semantic,
+            stream_keys,
+        };
         std::thread::scope(|scope| {
             let chunks = &chunks;
             for _ in 0..helpers {
@@ -415,7 +390,7 @@ impl Pass<'_> {
             }
             let frames = chunks.batch.chunks(CHUNK_FRAMES).zip(chunks.slots);
             'batch: for (frames, slot) in frames {
-                let prepared = loop {
+                let chunk = loop {
                     if let Some(prepared) = slot.get() {
                         break prepared;
                     }
@@ -424,7 +399,10 @@ impl Pass<'_> {
                         std::thread::yield_now();
                     }
                 };
-                for (frame, prepared) in frames.iter().zip(prepared) {
+                for (index, (frame, prepared)) in frames.iter().zip(chunk).enumerate() {
+                    if let Some(ahead) = chunk.get(index + STREAM_PREFETCH_FRAMES_AHEAD) {
+                        chain.streams.prefetch(ahead.stream);
+                    }
                     if frame.starts_commit && !*stopped {
                         *stopped = stop();
                     }
@@ -522,9 +500,10 @@ pub fn verify_until_stopped(
             expected_position: 1,
             previous_hash: Hash32::GENESIS,
             head: Head::EMPTY,
-            streams: HashMap::default(),
+            streams: StreamVersions::default(),
             events: 0,
         },
+        stream_keys: StreamKeys::default(),
         replay: options.semantic.then(Replay::new),
         workers,
         checkpoint_reached: false,
@@ -940,7 +919,7 @@ fn check_frame<'e>(
         )));
     }
     chain.previous_hash = hash;
-    let version = chain.streams.entry(prepared.stream).or_insert(0);
+    let version = chain.streams.entry(prepared.stream);
     if event.stream_version != *version + 1 {
         sink.push(in_event(Finding::new(
             position,
@@ -1051,7 +1030,11 @@ mod tests {
             assert_eq!(envelope.payload, owned.payload.as_slice());
             assert_eq!(Hash32(envelope.previous_hash), owned.previous_hash);
             assert_eq!(Hash32(envelope.hash), owned.hash);
-            let prepared = prepare(std::iter::once(body.as_slice()), false);
+            let prepared = prepare(
+                std::iter::once(body.as_slice()),
+                false,
+                &StreamKeys::default(),
+            );
             assert!(prepared[0].hash_valid);
         }
     }
