@@ -133,6 +133,9 @@ const CHUNK_FRAMES: usize = 256;
 /// far enough for the line to arrive while it checks and replays the frames in between.
 const STREAM_PREFETCH_FRAMES_AHEAD: usize = 8;
 
+/// How far ahead the checking thread warms the replay's state (`Replay::warm`).
+const STATE_WARM_FRAMES_AHEAD: usize = 4;
+
 /// A frame copied out of its segment, waiting in a batch.
 struct PendingFrame {
     segment: usize,
@@ -402,6 +405,14 @@ impl Pass<'_> {
                 for (index, (frame, prepared)) in frames.iter().zip(chunk).enumerate() {
                     if let Some(ahead) = chunk.get(index + STREAM_PREFETCH_FRAMES_AHEAD) {
                         chain.streams.prefetch(ahead.stream);
+                    }
+                    if let (Some(replay), Some(Some(Ok(ahead)))) = (
+                        replay.as_ref(),
+                        chunk
+                            .get(index + STATE_WARM_FRAMES_AHEAD)
+                            .map(|p| &p.domain),
+                    ) {
+                        replay.warm(ahead);
                     }
                     if frame.starts_commit && !*stopped {
                         *stopped = stop();
