@@ -7,6 +7,8 @@ use ledger::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::catalog::{Catalog, EventIds};
+
 /// One event as a projection sees it: decoded (upcast) once, with the envelope fields read
 /// models use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +19,9 @@ pub struct AppliedEvent {
     /// of the very log it was taken from.
     pub hash: Hash32,
     pub event: DomainEvent,
+    /// The event's ids as the catalog numbers them: set by `Catalog::resolve` (the runner
+    /// does it once for every model), empty after `decode`.
+    pub ids: EventIds,
 }
 
 impl AppliedEvent {
@@ -32,6 +37,7 @@ impl AppliedEvent {
                 recorded.schema_version,
                 &recorded.payload,
             )?,
+            ids: EventIds::default(),
         })
     }
 
@@ -45,6 +51,7 @@ impl AppliedEvent {
             recorded_at: view.recorded_at(),
             hash: view.hash(),
             event: DomainEvent::decode(view.event_type(), view.schema_version(), view.payload())?,
+            ids: EventIds::default(),
         })
     }
 }
@@ -52,21 +59,30 @@ impl AppliedEvent {
 /// A read model. `apply` is pure and infallible: events are facts the decider checked, so
 /// an event a model cannot place (e.g. about an unknown record) is ignored, never an error.
 ///
+/// A model keeps ids as the numbers of the catalog it was made with (`crate::catalog`),
+/// reads them from `AppliedEvent::ids`, and names them through that catalog in queries.
+///
 /// `encode` must be deterministic (no hash-map iteration order): two instances that applied
 /// the same events encode to the same bytes, which is what the tests compare.
-pub trait Projection: Default + Send + Sync + 'static {
+pub trait Projection: Sized + Send + Sync + 'static {
     /// Names the projection in snapshots, on the command line and in logs.
     const NAME: &'static str;
     /// Bumped whenever the stored form or the meaning of the model changes: snapshots of
     /// another version are ignored and the model is rebuilt from the log.
     const SCHEMA_VERSION: u32;
 
+    /// An empty model numbering ids by `catalog`.
+    fn new(catalog: Catalog) -> Self;
+
+    /// Applies an event whose ids `catalog` resolved (the catalog this model was made with).
     fn apply(&mut self, event: &AppliedEvent);
 
-    /// The snapshot content.
+    /// The snapshot content: catalog numbers, not strings.
     fn encode(&self) -> Vec<u8>;
 
-    fn decode(bytes: &[u8]) -> Result<Self, String>;
+    /// A model from its snapshot content, onto a catalog at or past the snapshot's position
+    /// (every number it holds must be in the catalog).
+    fn decode(bytes: &[u8], catalog: Catalog) -> Result<Self, String>;
 }
 
 pub(crate) fn encode_serde<T: Serialize>(value: &T) -> Vec<u8> {

@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::catalog::Catalog;
 use crate::projection::{AppliedEvent, Projection};
 
 /// Events applied under one hold of an instance's write lock.
@@ -311,10 +312,15 @@ impl std::fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// Starts feeding `feeds` from the event after the lowest of their checkpoints.
-    pub fn spawn<S: EventStore + ?Sized>(store: Arc<S>, feeds: Vec<Arc<dyn Feed>>) -> Runner {
+    /// Starts feeding `feeds` from the event after the lowest of their checkpoints, each
+    /// event's ids resolved by `catalog` (the one the instances' models were made with).
+    pub fn spawn<S: EventStore + ?Sized>(
+        store: Arc<S>,
+        feeds: Vec<Arc<dyn Feed>>,
+        catalog: Catalog,
+    ) -> Runner {
         let (shutdown, stop) = watch::channel(false);
-        let task = tokio::spawn(run(store, feeds, stop));
+        let task = tokio::spawn(run(store, feeds, catalog, stop));
         Runner { shutdown, task }
     }
 
@@ -437,11 +443,12 @@ const DECODED_BATCHES_QUEUED_MAX: usize = 2;
 /// A batch read and decoded, or why reading stopped (after the events before the failure).
 type Decoded = (Vec<AppliedEvent>, Option<String>);
 
-/// Reads the subscription in batches and decodes each event once, in place (no owned
-/// envelope in between), ahead of the applier.
+/// Reads the subscription in batches, decodes each event once, in place (no owned
+/// envelope in between), and resolves its ids in the catalog, ahead of the applier.
 async fn read_and_decode<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: Position,
+    catalog: Catalog,
     decoded: tokio::sync::mpsc::Sender<Decoded>,
 ) {
     let mut subscription = subscribe_batches(store, from);
@@ -471,6 +478,10 @@ async fn read_and_decode<S: EventStore + ?Sized>(
                 }
             }
         }
+        // One write lock per chunk: queries naming ids wait behind one chunk at most.
+        for chunk in events.chunks_mut(APPLY_CHUNK_EVENTS_MAX) {
+            catalog.resolve(chunk);
+        }
         let stopping = failure.is_some();
         if decoded.send((events, failure)).await.is_err() || stopping {
             return;
@@ -495,6 +506,7 @@ fn appliers(feeds: Vec<Arc<dyn Feed>>) -> Result<Vec<Applier>, String> {
 async fn run<S: EventStore + ?Sized>(
     store: Arc<S>,
     feeds: Vec<Arc<dyn Feed>>,
+    catalog: Catalog,
     mut stop: watch::Receiver<bool>,
 ) {
     let from = feeds.iter().map(|feed| feed.position()).min().unwrap_or(0) + 1;
@@ -510,7 +522,7 @@ async fn run<S: EventStore + ?Sized>(
     };
     drop(feeds);
     let (sender, mut decoded) = tokio::sync::mpsc::channel(DECODED_BATCHES_QUEUED_MAX);
-    let reader = tokio::spawn(read_and_decode(store, from, sender));
+    let reader = tokio::spawn(read_and_decode(store, from, catalog, sender));
     let stopped = loop {
         // Dropping a retired instance's applier ends its thread and frees the model.
         appliers.retain(|applier| !applier.feed.is_retired());
