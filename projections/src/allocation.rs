@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Names};
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection};
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection};
 use crate::statement::PayoutState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,7 +454,8 @@ impl Allocations {
     }
 
     fn propose(&mut self, applied: &AppliedEvent, e: &ledger::domain::events::AllocationProposed) {
-        let (Some(distribution), Some(production)) = (applied.ids.distribution, applied.ids.production)
+        let (Some(distribution), Some(production)) =
+            (applied.ids.distribution, applied.ids.production)
         else {
             return;
         };
@@ -488,29 +489,27 @@ impl Allocations {
         if self.distributions.len() <= index {
             self.distributions.resize(index + 1, None);
         }
-        self.distributions[index] = Some(
-            DistributionState {
-                production_id: e.production_id.clone(),
-                production: production_number,
-                pool,
-                published_at: e.published_at,
-                window_closes_at: e.window_closes_at,
-                lines: e.lines.clone(),
-                versions: vec![Version {
-                    number: 1,
-                    position: applied.position,
-                    recorded_at: applied.recorded_at,
-                    change: VersionChange::Proposed {
-                        lines: e.lines.clone(),
-                    },
-                }],
-                comments: Vec::new(),
-                unanswered: BTreeSet::new(),
-                final_amounts: None,
-                finalized_at: None,
-                payouts: Vec::new(),
-            },
-        );
+        self.distributions[index] = Some(DistributionState {
+            production_id: e.production_id.clone(),
+            production: production_number,
+            pool,
+            published_at: e.published_at,
+            window_closes_at: e.window_closes_at,
+            lines: e.lines.clone(),
+            versions: vec![Version {
+                number: 1,
+                position: applied.position,
+                recorded_at: applied.recorded_at,
+                change: VersionChange::Proposed {
+                    lines: e.lines.clone(),
+                },
+            }],
+            comments: Vec::new(),
+            unanswered: BTreeSet::new(),
+            final_amounts: None,
+            finalized_at: None,
+            payouts: Vec::new(),
+        });
     }
 
     fn comment(&mut self, applied: &AppliedEvent, e: &ledger::domain::events::CommentPosted) {
@@ -571,12 +570,31 @@ impl Projection for Allocations {
             amount,
             description: description.to_string(),
         };
-        match &applied.event {
-            DomainEvent::RecordUploaded(_) | DomainEvent::RemixUploaded(_) => {
+        match applied.ids_only() {
+            Some(IdsOnly::Upload) => {
                 if let (Some(record), Some(contributor)) = (ids.record, ids.member) {
                     self.add_record(record, contributor);
                 }
+                return;
             }
+            Some(IdsOnly::Inclusion) => {
+                let record = self.known_record(ids.record);
+                if let (Some(production), Some(record)) =
+                    (self.production_mut(ids.production), record)
+                {
+                    if production.included_set.insert(record) {
+                        production.included.push(record);
+                    }
+                }
+                return;
+            }
+            Some(IdsOnly::Citation | IdsOnly::Registration | IdsOnly::RecordComment) => return,
+            None => {}
+        }
+        let Some(event) = applied.event() else {
+            return;
+        };
+        match event {
             DomainEvent::ProductionOpened(e) => {
                 // Numbered in turn: the next number is a production opened for the first
                 // time; an earlier one keeps its facts.
@@ -589,16 +607,6 @@ impl Projection for Allocations {
                         included_set: BTreeSet::new(),
                         distributions: Vec::new(),
                     });
-                }
-            }
-            DomainEvent::RecordIncluded(_) => {
-                let record = self.known_record(ids.record);
-                if let (Some(production), Some(record)) =
-                    (self.production_mut(ids.production), record)
-                {
-                    if production.included_set.insert(record) {
-                        production.included.push(record);
-                    }
                 }
             }
             DomainEvent::RevenueRecorded(e) => self.entry(

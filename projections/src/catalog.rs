@@ -30,12 +30,12 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use ledger::domain::events::DomainEvent;
-use ledger::store::{Hash32, Position};
+use ledger::domain::events::{BorrowedEvent, DomainEvent, EventDecodeError};
+use ledger::store::{EventView, Hash32, Position};
 use serde::{Deserialize, Serialize};
 
 use crate::interner::Interner;
-use crate::projection::{decode_serde, encode_serde, AppliedEvent};
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, Fact, IdsOnly};
 
 /// The catalog's name in its snapshot file.
 pub const NAME: &str = "catalog";
@@ -136,40 +136,130 @@ impl Names {
         (self.position, Hash32(self.hash))
     }
 
+    fn advance(&mut self, position: Position, hash: Hash32) {
+        if position > self.position {
+            self.position = position;
+            self.hash = hash.0;
+        }
+    }
+
+    fn upload<'s>(
+        &mut self,
+        record: &str,
+        contributor: &str,
+        sources: impl Iterator<Item = &'s str>,
+    ) -> EventIds {
+        let member = self.members.intern(contributor);
+        let record = self.records.intern(record);
+        EventIds {
+            record: Some(record),
+            // Numbers below the record's were uploaded before it; the record itself and
+            // anything a catalog ahead of this event knows are not its sources yet.
+            sources: sources
+                .filter_map(|source| self.records.get(source))
+                .filter(|source| *source < record)
+                .collect(),
+            member: Some(member),
+            ..EventIds::default()
+        }
+    }
+
+    fn citation(&self, record: &str, source: &str) -> EventIds {
+        EventIds {
+            record: self.records.get(record),
+            source: self.records.get(source),
+            ..EventIds::default()
+        }
+    }
+
+    fn inclusion(&self, production: &str, record: &str) -> EventIds {
+        EventIds {
+            record: self.records.get(record),
+            production: self.productions.get(production),
+            ..EventIds::default()
+        }
+    }
+
+    fn registration(&mut self, member: &str) -> EventIds {
+        EventIds {
+            member: Some(self.members.intern(member)),
+            ..EventIds::default()
+        }
+    }
+
+    /// What the models get of an event decoded in place, with its ids numbered.
+    fn resolve_borrowed(&mut self, event: BorrowedEvent<'_>) -> (Fact, EventIds) {
+        match event {
+            BorrowedEvent::RecordUploaded {
+                record_id,
+                contributor,
+            } => (
+                Fact::Ids(IdsOnly::Upload),
+                self.upload(record_id, contributor, std::iter::empty()),
+            ),
+            BorrowedEvent::RemixUploaded {
+                record_id,
+                contributor,
+                sources,
+            } => (
+                Fact::Ids(IdsOnly::Upload),
+                self.upload(record_id, contributor, sources.into_iter()),
+            ),
+            BorrowedEvent::SourceCited {
+                record_id,
+                source_id,
+            } => (
+                Fact::Ids(IdsOnly::Citation),
+                self.citation(record_id, source_id),
+            ),
+            BorrowedEvent::RecordIncluded {
+                production_id,
+                record_id,
+            } => (
+                Fact::Ids(IdsOnly::Inclusion),
+                self.inclusion(production_id, record_id),
+            ),
+            BorrowedEvent::MemberRegistered { member_id } => (
+                Fact::Ids(IdsOnly::Registration),
+                self.registration(member_id),
+            ),
+            BorrowedEvent::RecordComment => {
+                (Fact::Ids(IdsOnly::RecordComment), EventIds::default())
+            }
+            BorrowedEvent::Owned(event) => {
+                let ids = self.resolve(&event);
+                (Fact::Event(event), ids)
+            }
+        }
+    }
+
     /// Numbers `event`'s ids (the numbering rules: see the module's doc).
     fn resolve(&mut self, event: &DomainEvent) -> EventIds {
         use DomainEvent as E;
         let mut ids = EventIds::default();
         match event {
-            E::MemberRegistered(e) => ids.member = Some(self.members.intern(e.member_id.as_str())),
+            E::MemberRegistered(e) => ids = self.registration(e.member_id.as_str()),
             E::RecordUploaded(e) => {
-                ids.member = Some(self.members.intern(e.contributor.as_str()));
-                ids.record = Some(self.records.intern(e.record_id.as_str()));
+                ids = self.upload(
+                    e.record_id.as_str(),
+                    e.contributor.as_str(),
+                    std::iter::empty(),
+                )
             }
             E::RemixUploaded(e) => {
-                ids.member = Some(self.members.intern(e.contributor.as_str()));
-                let record = self.records.intern(e.record_id.as_str());
-                // Numbers below the record's were uploaded before it; the record itself and
-                // anything a catalog ahead of this event knows are not its sources yet.
-                ids.sources = e
-                    .sources
-                    .iter()
-                    .filter_map(|source| self.records.get(source.as_str()))
-                    .filter(|source| *source < record)
-                    .collect();
-                ids.record = Some(record);
+                ids = self.upload(
+                    e.record_id.as_str(),
+                    e.contributor.as_str(),
+                    e.sources.iter().map(|source| source.as_str()),
+                )
             }
-            E::SourceCited(e) => {
-                ids.record = self.records.get(e.record_id.as_str());
-                ids.source = self.records.get(e.source_id.as_str());
-            }
+            E::SourceCited(e) => ids = self.citation(e.record_id.as_str(), e.source_id.as_str()),
             E::RecordWithdrawn(e) => ids.record = self.records.get(e.record_id.as_str()),
             E::ProductionOpened(e) => {
                 ids.production = Some(self.productions.intern(e.production_id.as_str()))
             }
             E::RecordIncluded(e) => {
-                ids.production = self.productions.get(e.production_id.as_str());
-                ids.record = self.records.get(e.record_id.as_str());
+                ids = self.inclusion(e.production_id.as_str(), e.record_id.as_str())
             }
             E::RevenueRecorded(e) => {
                 ids.production = self.productions.get(e.production_id.as_str())
@@ -200,8 +290,7 @@ impl Names {
             E::PayoutIssued(e) => {
                 ids.member = Some(self.members.intern(e.member.as_str()));
                 ids.payout = Some(self.payouts.intern(e.payout_id.as_str()));
-                if let ledger::domain::events::PayoutFor::Line { distribution_id } = &e.payout_for
-                {
+                if let ledger::domain::events::PayoutFor::Line { distribution_id } = &e.payout_for {
                     ids.distribution = self.distributions.get(distribution_id.as_str());
                 }
             }
@@ -231,23 +320,58 @@ impl Catalog {
     /// The names as they are now. Hold the guard for one query at most, and call nothing
     /// that takes it again meanwhile (every model method that names ids does).
     pub fn read(&self) -> RwLockReadGuard<'_, Names> {
-        self.names.read().expect("the catalog's lock is never poisoned")
+        self.names
+            .read()
+            .expect("the catalog's lock is never poisoned")
     }
 
     /// Numbers the ids of `events` (in order, one write lock for all of them) and sets
-    /// each event's `ids`.
+    /// each event's `ids` (an event that came as ids alone has them already).
     pub fn resolve(&self, events: &mut [AppliedEvent]) {
         let mut names = self
             .names
             .write()
             .expect("the catalog's lock is never poisoned");
         for applied in events {
-            applied.ids = names.resolve(&applied.event);
-            if applied.position > names.position {
-                names.position = applied.position;
-                names.hash = applied.hash.0;
+            if let Fact::Event(event) = &applied.fact {
+                applied.ids = names.resolve(event);
             }
+            names.advance(applied.position, applied.hash);
         }
+    }
+
+    /// Decodes `views` in place and numbers their ids under one write lock, appending the
+    /// events to `into`: the runner's path. The events models read only the ids of come as
+    /// `Fact::Ids`, their ids borrowed from the batch, never copied into a `String`; the
+    /// others decoded in full. Stops at the first event that does not decode (the ones
+    /// before it are in `into`).
+    pub fn decode_views<'b>(
+        &self,
+        views: impl Iterator<Item = EventView<'b>>,
+        into: &mut Vec<AppliedEvent>,
+    ) -> Result<(), (Position, EventDecodeError)> {
+        let mut names = self
+            .names
+            .write()
+            .expect("the catalog's lock is never poisoned");
+        for view in views {
+            let borrowed = DomainEvent::decode_borrowed(
+                view.event_type(),
+                view.schema_version(),
+                view.payload(),
+            )
+            .map_err(|error| (view.position(), error))?;
+            let (fact, ids) = names.resolve_borrowed(borrowed);
+            names.advance(view.position(), view.hash());
+            into.push(AppliedEvent {
+                position: view.position(),
+                recorded_at: view.recorded_at(),
+                hash: view.hash(),
+                fact,
+                ids,
+            });
+        }
+        Ok(())
     }
 
     /// The last event resolved: its position and hash.
@@ -330,12 +454,13 @@ mod tests {
         events
             .into_iter()
             .enumerate()
-            .map(|(index, event)| AppliedEvent {
-                position: index as Position + 1,
-                recorded_at: Timestamp::EPOCH,
-                hash: Hash32([index as u8; 32]),
-                event,
-                ids: EventIds::default(),
+            .map(|(index, event)| {
+                AppliedEvent::new(
+                    index as Position + 1,
+                    Timestamp::EPOCH,
+                    Hash32([index as u8; 32]),
+                    event,
+                )
             })
             .collect()
     }
@@ -361,7 +486,11 @@ mod tests {
         assert_eq!(ids[0], &EventIds::default(), "unknown ids stay unnumbered");
         assert_eq!((ids[1].record, ids[1].member), (Some(0), Some(0)));
         assert_eq!((ids[2].record, ids[2].member), (Some(1), Some(1)));
-        assert_eq!(ids[2].sources, vec![0, 0], "itself and a later record are left out");
+        assert_eq!(
+            ids[2].sources,
+            vec![0, 0],
+            "itself and a later record are left out"
+        );
         assert_eq!(
             (ids[3].record, ids[3].member, ids[3].sources.clone()),
             (Some(2), Some(0), vec![1])
@@ -393,8 +522,15 @@ mod tests {
         assert_eq!(again[1..], expected[1..]);
         // The first event cites records created later: a further catalog finds them, and
         // a model holding no record yet ignores numbers it does not have.
-        assert_eq!((again[0].ids.record, again[0].ids.source), (Some(1), Some(0)));
-        assert_eq!(restored.resolved(), (5, Hash32([4; 32])), "never moves back");
+        assert_eq!(
+            (again[0].ids.record, again[0].ids.source),
+            (Some(1), Some(0))
+        );
+        assert_eq!(
+            restored.resolved(),
+            (5, Hash32([4; 32])),
+            "never moves back"
+        );
         assert!(Catalog::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -14,7 +14,7 @@ use ledger::domain::ids::{MemberId, ProductionId, RecordId};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Names};
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection};
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credit {
@@ -146,13 +146,13 @@ impl Projection for Credits {
 
     fn apply(&mut self, applied: &AppliedEvent) {
         let ids = &applied.ids;
-        match &applied.event {
-            DomainEvent::RecordUploaded(_) | DomainEvent::RemixUploaded(_) => {
+        match applied.ids_only() {
+            Some(IdsOnly::Upload) => {
                 if let (Some(record), Some(contributor)) = (ids.record, ids.member) {
                     self.add_record(record, contributor, &ids.sources);
                 }
             }
-            DomainEvent::SourceCited(_) => {
+            Some(IdsOnly::Citation) => {
                 if let (Some(record), Some(source)) =
                     (self.known_record(ids.record), self.known_record(ids.source))
                 {
@@ -160,12 +160,14 @@ impl Projection for Credits {
                     let _ = self.tree.add_edge(source, record);
                 }
             }
-            DomainEvent::ProductionOpened(_) => {
-                if let Some(production) = ids.production {
-                    self.open_production(production);
+            None => {
+                if let Some(DomainEvent::ProductionOpened(_)) = applied.event() {
+                    if let Some(production) = ids.production {
+                        self.open_production(production);
+                    }
                 }
             }
-            DomainEvent::RecordIncluded(_) => {
+            Some(IdsOnly::Inclusion) => {
                 let production = ids
                     .production
                     .filter(|production| (*production as usize) < self.included.len());
@@ -178,7 +180,7 @@ impl Projection for Credits {
                     }
                 }
             }
-            _ => {}
+            Some(IdsOnly::Registration | IdsOnly::RecordComment) => {}
         }
     }
 

@@ -14,7 +14,9 @@ use ledger::domain::ids::RecordId;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Names};
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection, WalkLimits};
+use crate::projection::{
+    decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection, WalkLimits,
+};
 use crate::walk::walk;
 pub use crate::walk::Direction;
 
@@ -340,24 +342,27 @@ impl Projection for FamilyTree {
 
     fn apply(&mut self, applied: &AppliedEvent) {
         let ids = &applied.ids;
-        match &applied.event {
-            DomainEvent::RecordUploaded(_) | DomainEvent::RemixUploaded(_) => {
+        match applied.ids_only() {
+            Some(IdsOnly::Upload) => {
                 if let Some(record) = ids.record {
                     self.add_record(record, &ids.sources);
                 }
             }
-            DomainEvent::SourceCited(_) => {
-                if let (Some(record), Some(source)) = (self.known(ids.record), self.known(ids.source))
+            Some(IdsOnly::Citation) => {
+                if let (Some(record), Some(source)) =
+                    (self.known(ids.record), self.known(ids.source))
                 {
                     self.cite(source, record);
                 }
             }
-            DomainEvent::RecordWithdrawn(_) => {
-                if let Some(node) = self.known(ids.record) {
-                    self.withdrawn[node as usize] = true;
+            Some(_) => {}
+            None => {
+                if let Some(DomainEvent::RecordWithdrawn(_)) = applied.event() {
+                    if let Some(node) = self.known(ids.record) {
+                        self.withdrawn[node as usize] = true;
+                    }
                 }
             }
-            _ => {}
         }
     }
 

@@ -33,7 +33,7 @@ pub mod statement;
 pub mod walk;
 
 pub use catalog::{Catalog, EventIds};
-pub use projection::{AppliedEvent, Projection, WalkLimits};
+pub use projection::{AppliedEvent, Fact, IdsOnly, Projection, WalkLimits};
 pub use rebuild::{Progress, RebuildError, RebuildReport};
 pub use runner::{Answer, Checkpoint, Instance, QueryError, Runner, Served};
 pub use serving::{ReadModels, PROJECTION_NAMES};

@@ -444,7 +444,8 @@ const DECODED_BATCHES_QUEUED_MAX: usize = 2;
 type Decoded = (Vec<AppliedEvent>, Option<String>);
 
 /// Reads the subscription in batches, decodes each event once, in place (no owned
-/// envelope in between), and resolves its ids in the catalog, ahead of the applier.
+/// envelope in between; the ids of most events borrowed, not copied), and resolves its ids
+/// in the catalog, ahead of the applier.
 async fn read_and_decode<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: Position,
@@ -464,23 +465,17 @@ async fn read_and_decode<S: EventStore + ?Sized>(
         };
         let mut events = Vec::with_capacity(batch.len());
         let mut failure = None;
-        for view in batch.iter() {
-            match AppliedEvent::decode_view(&view) {
-                Ok(event) => events.push(event),
-                Err(error) => {
-                    let reason = format!(
-                        "event at position {} does not decode: {error}",
-                        view.position()
-                    );
-                    tracing::error!(%reason, "projection runner stopped");
-                    failure = Some(reason);
-                    break;
-                }
+        let mut views = batch.iter();
+        while events.len() < batch.len() {
+            // One write lock of the catalog per chunk: queries naming ids wait one chunk at
+            // most.
+            let chunk = views.by_ref().take(APPLY_CHUNK_EVENTS_MAX);
+            if let Err((position, error)) = catalog.decode_views(chunk, &mut events) {
+                let reason = format!("event at position {position} does not decode: {error}");
+                tracing::error!(%reason, "projection runner stopped");
+                failure = Some(reason);
+                break;
             }
-        }
-        // One write lock per chunk: queries naming ids wait behind one chunk at most.
-        for chunk in events.chunks_mut(APPLY_CHUNK_EVENTS_MAX) {
-            catalog.resolve(chunk);
         }
         let stopping = failure.is_some();
         if decoded.send((events, failure)).await.is_err() || stopping {

@@ -269,8 +269,7 @@ pub async fn load<P: Projection, S: EventStore + ?Sized>(
     store: &Arc<S>,
     catalog: &Catalog,
 ) -> Result<(P, Checkpoint), Skipped> {
-    let (content, checkpoint) =
-        load_content(directory, P::NAME, P::SCHEMA_VERSION, store).await?;
+    let (content, checkpoint) = load_content(directory, P::NAME, P::SCHEMA_VERSION, store).await?;
     let unusable = |reason: String| {
         Skipped::Unusable(format!(
             "{}: {reason}",

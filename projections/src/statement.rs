@@ -11,7 +11,7 @@ use ledger::store::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Names};
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection};
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection};
 
 /// Where a payout stands: its current attempt's outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,25 +196,35 @@ impl Projection for Statements {
 
     fn apply(&mut self, applied: &AppliedEvent) {
         let ids = &applied.ids;
-        match &applied.event {
-            DomainEvent::MemberRegistered(_) => {
+        match applied.ids_only() {
+            Some(IdsOnly::Registration) => {
                 if let Some(member) = ids.member {
                     self.member_entry(member);
                 }
+                return;
             }
-            DomainEvent::RecordUploaded(_) | DomainEvent::RemixUploaded(_) => {
+            Some(IdsOnly::Upload) => {
                 if let (Some(record), Some(contributor)) = (ids.record, ids.member) {
                     self.add_record(record, contributor, &ids.sources);
                 }
+                return;
             }
-            DomainEvent::SourceCited(_) => {
+            Some(IdsOnly::Citation) => {
                 if let (Some(record), Some(source)) =
                     (self.known_record(ids.record), self.known_record(ids.source))
                 {
                     let owner = self.contributors[source as usize];
                     self.member_entry(owner).citations.push((record, source));
                 }
+                return;
             }
+            Some(IdsOnly::Inclusion | IdsOnly::RecordComment) => return,
+            None => {}
+        }
+        let Some(event) = applied.event() else {
+            return;
+        };
+        match event {
             DomainEvent::RecordWithdrawn(_) => {
                 if let Some(node) = self.known_record(ids.record) {
                     self.withdrawn[node as usize] = true;

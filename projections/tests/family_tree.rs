@@ -10,18 +10,12 @@ use ledger::store::Hash32;
 use ledger::time::Timestamp;
 use projections::family_tree::{FamilyTree, Lineage, LinkKind};
 use projections::walk::{walk, Direction};
-use projections::{AppliedEvent, Catalog, EventIds, Projection, WalkLimits};
+use projections::{AppliedEvent, Catalog, Projection, WalkLimits};
 use proptest::prelude::*;
 
 /// The event at `position` as the runner hands it over: ids resolved by `catalog`.
 fn resolved(catalog: &Catalog, position: u64, event: DomainEvent) -> AppliedEvent {
-    let mut applied = AppliedEvent {
-        position,
-        recorded_at: Timestamp(0),
-        hash: Hash32::GENESIS,
-        event,
-        ids: EventIds::default(),
-    };
+    let mut applied = AppliedEvent::new(position, Timestamp(0), Hash32::GENESIS, event);
     catalog.resolve(std::slice::from_mut(&mut applied));
     applied
 }

@@ -188,7 +188,10 @@ async fn start_loads_snapshots_and_replays_only_the_tail() {
     bytes[last] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
     let without_catalog = ReadModels::start(world.store.clone(), Some(directory)).await;
-    assert!(without_catalog.started().iter().all(|s| s.snapshot.is_none()));
+    assert!(without_catalog
+        .started()
+        .iter()
+        .all(|s| s.snapshot.is_none()));
     caught_up(&without_catalog, head).await;
     assert_eq!(encoded(&without_catalog), encoded(&scratch));
 }
@@ -413,7 +416,9 @@ async fn an_undecodable_event_stops_the_models_after_the_facts_before_it() {
 
 /// The runner decodes from the batch read's views: the same `AppliedEvent`s as from
 /// `read_all`'s owned events, an old schema version upcast the same way (by the domain's
-/// decode), and the read models built through it know the old event.
+/// decode), and the read models built through it know the old event. Its own path (ids
+/// borrowed from the batch and numbered at once, `Catalog::decode_views`) numbers every
+/// event as resolving the owned events does, and sorts out the same id-only events.
 #[tokio::test]
 async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcast() {
     use ledger::domain::events::DomainEvent;
@@ -446,6 +451,8 @@ async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcas
         }
     }
     let mut in_place = Vec::new();
+    let mut borrowed = Vec::new();
+    let catalog = projections::Catalog::new();
     let mut batch = RecordBatch::new();
     while (in_place.len() as u64) < head {
         world
@@ -456,13 +463,41 @@ async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcas
         for view in batch.iter() {
             in_place.push(AppliedEvent::decode_view(&view).unwrap());
         }
+        catalog.decode_views(batch.iter(), &mut borrowed).unwrap();
     }
     assert_eq!(in_place, owned);
-    let DomainEvent::RecordUploaded(upcast) = &in_place[written.first_position as usize - 1].event
-    else {
+    let old = written.first_position as usize - 1;
+    let Some(DomainEvent::RecordUploaded(upcast)) = in_place[old].event() else {
         panic!("not a RecordUploaded");
     };
     assert_eq!(upcast.licence.terms_version, "original");
+
+    let resolved = projections::Catalog::new();
+    resolved.resolve(&mut owned);
+    assert_eq!(*resolved.read(), *catalog.read());
+    assert_eq!(borrowed.len(), owned.len());
+    let mut ids_only = 0;
+    for (borrowed, owned) in borrowed.iter().zip(&owned) {
+        assert_eq!(borrowed.ids, owned.ids, "at {}", owned.position);
+        assert_eq!(
+            borrowed.ids_only(),
+            owned.ids_only(),
+            "at {}",
+            owned.position
+        );
+        assert_eq!(
+            (borrowed.position, borrowed.recorded_at, borrowed.hash),
+            (owned.position, owned.recorded_at, owned.hash)
+        );
+        match &borrowed.fact {
+            projections::Fact::Ids(_) => ids_only += 1,
+            projections::Fact::Event(event) => assert_eq!(Some(event), owned.event()),
+        }
+    }
+    // The upcast old upload comes decoded in full; the uploads, registrations and
+    // citations of the small world as ids alone.
+    assert!(borrowed[old].event().is_some());
+    assert!(ids_only > owned.len() / 2, "{ids_only} of {}", owned.len());
 
     let models = ReadModels::start(world.store.clone(), None).await;
     caught_up(&models, head).await;
