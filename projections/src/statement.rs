@@ -2,6 +2,7 @@
 //! member's records; the remixes of their records and the citations of their work.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ledger::dag::NodeId;
 use ledger::domain::events::{DomainEvent, Line, PayoutFor};
@@ -63,6 +64,50 @@ pub struct MemberStatement {
     pub citations: Vec<Derivation>,
 }
 
+/// A distribution's line, shared by its current lines and every payout issued for it: a
+/// payout takes a reference, not a copy of the member, rationale and record ids. Stored as
+/// the line itself (sharing is not kept across a snapshot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SharedLine(Arc<Line>);
+
+impl Serialize for SharedLine {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedLine {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Line::deserialize(deserializer).map(|line| SharedLine(Arc::new(line)))
+    }
+}
+
+/// A `StatementPayout` as kept: its line shared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PayoutEntry {
+    payout_id: PayoutId,
+    amount: Money,
+    paid_for: PayoutFor,
+    line: Option<SharedLine>,
+    state: PayoutState,
+    attempt: u32,
+    issued_at_position: Position,
+}
+
+impl PayoutEntry {
+    fn view(&self) -> StatementPayout {
+        StatementPayout {
+            payout_id: self.payout_id.clone(),
+            amount: self.amount,
+            paid_for: self.paid_for.clone(),
+            line: self.line.as_ref().map(|line| Line::clone(&line.0)),
+            state: self.state.clone(),
+            attempt: self.attempt,
+            issued_at_position: self.issued_at_position,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct MemberEntry {
     records: Vec<NodeId>,
@@ -85,9 +130,9 @@ pub struct Statements {
     contributors: Vec<u32>,
     withdrawn: Vec<bool>,
     /// Indexed by payout: the payee and the payout.
-    payouts: Vec<(u32, StatementPayout)>,
+    payouts: Vec<(u32, PayoutEntry)>,
     /// Indexed by distribution: its current lines by member, so a payout names its line.
-    lines: Vec<Option<BTreeMap<MemberId, Line>>>,
+    lines: Vec<Option<BTreeMap<MemberId, SharedLine>>>,
 }
 
 impl Statements {
@@ -127,7 +172,7 @@ impl Statements {
             payouts: entry
                 .payouts
                 .iter()
-                .map(|payout| self.payouts[*payout as usize].1.clone())
+                .map(|payout| self.payouts[*payout as usize].1.view())
                 .collect(),
             records: entry
                 .records
@@ -163,7 +208,10 @@ impl Statements {
         }
     }
 
-    fn lines_mut(&mut self, distribution: Option<u32>) -> Option<&mut BTreeMap<MemberId, Line>> {
+    fn lines_mut(
+        &mut self,
+        distribution: Option<u32>,
+    ) -> Option<&mut BTreeMap<MemberId, SharedLine>> {
         self.lines.get_mut(distribution? as usize)?.as_mut()
     }
 }
@@ -172,9 +220,9 @@ fn record_id(names: &Names, node: NodeId) -> RecordId {
     RecordId::new(names.record(node)).expect("only valid ids are numbered")
 }
 
-fn upsert_lines(current: &mut BTreeMap<MemberId, Line>, lines: &[Line]) {
+fn upsert_lines(current: &mut BTreeMap<MemberId, SharedLine>, lines: &[Line]) {
     for line in lines {
-        current.insert(line.member.clone(), line.clone());
+        current.insert(line.member.clone(), SharedLine(Arc::new(line.clone())));
     }
 }
 
@@ -273,7 +321,7 @@ impl Projection for Statements {
                 };
                 self.payouts.push((
                     member,
-                    StatementPayout {
+                    PayoutEntry {
                         payout_id: e.payout_id.clone(),
                         amount: e.amount,
                         paid_for: e.payout_for.clone(),
