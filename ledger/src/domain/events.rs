@@ -519,143 +519,122 @@ pub enum BorrowedEvent<'a> {
 }
 
 /// The current layouts of the events `decode_borrowed` borrows from, field for field as
-/// the owned structs (bincode is positional): every field is decoded, so a payload is
-/// checked whole as the owned decode checks it; only the ids are kept.
+/// the owned structs store them (bincode is positional, and its own derive writes what its
+/// serde path writes for these types: lengths and enum tags as varints, arrays bare), read
+/// by bincode's `BorrowDecode` rather than through serde. Every field is decoded, so a
+/// payload is checked whole; only the ids are kept. `tests` checks both decoders agree.
 #[allow(dead_code)]
 mod borrowed {
-    use serde::Deserialize;
+    use bincode::BorrowDecode;
 
-    use super::{MediaRef, RecordKind, SealedPersonalData};
-    use crate::domain::ids::{deserialize_borrowed_id, BorrowedId, CommentId};
+    use crate::domain::ids::BorrowedId;
 
-    macro_rules! borrowed_id_fields {
-        ($($function:ident = $field:literal),* $(,)?) => {
-            $(fn $function<'de, D: serde::Deserializer<'de>>(
-                deserializer: D,
-            ) -> Result<BorrowedId<'de>, D::Error> {
-                deserialize_borrowed_id(deserializer, $field)
-            })*
-        };
+    /// `RecordKind`'s tag (checked: one of its five variants).
+    #[derive(BorrowDecode)]
+    pub(super) enum RecordKind {
+        Text,
+        Image,
+        Audio,
+        Video,
+        Other,
     }
 
-    borrowed_id_fields! {
-        record = "record_id",
-        project = "project_id",
-        member = "member_id",
-        production = "production_id",
-        distribution = "distribution_id",
-        comment = "comment_id",
+    #[derive(BorrowDecode)]
+    pub(super) struct MediaRef {
+        pub blake3: [u8; 32],
+        pub size_bytes: u64,
     }
 
-    #[derive(Deserialize)]
+    #[derive(BorrowDecode)]
     pub(super) struct Licence<'a> {
         pub terms_version: &'a str,
     }
 
-    #[derive(Deserialize)]
+    #[derive(BorrowDecode)]
     pub(super) struct RecordUploaded<'a> {
-        #[serde(borrow, deserialize_with = "record")]
         pub record_id: BorrowedId<'a>,
-        #[serde(borrow, deserialize_with = "project")]
         pub project_id: BorrowedId<'a>,
-        #[serde(borrow, deserialize_with = "member")]
         pub contributor: BorrowedId<'a>,
         pub kind: RecordKind,
         pub title: &'a str,
         pub media: MediaRef,
-        #[serde(borrow)]
         pub licence: Licence<'a>,
     }
 
-    /// A remix's source, one of a sequence.
-    #[derive(Deserialize)]
-    #[serde(transparent)]
-    pub(super) struct Source<'a>(#[serde(borrow, deserialize_with = "record")] pub BorrowedId<'a>);
-
-    #[derive(Deserialize)]
+    #[derive(BorrowDecode)]
     pub(super) struct RemixUploaded<'a> {
-        #[serde(borrow, deserialize_with = "record")]
         pub record_id: BorrowedId<'a>,
-        #[serde(borrow, deserialize_with = "project")]
         pub project_id: BorrowedId<'a>,
-        #[serde(borrow, deserialize_with = "member")]
         pub contributor: BorrowedId<'a>,
         pub kind: RecordKind,
         pub title: &'a str,
         pub media: MediaRef,
-        #[serde(borrow)]
         pub licence: Licence<'a>,
-        #[serde(borrow)]
-        pub sources: Vec<Source<'a>>,
+        pub sources: Vec<BorrowedId<'a>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(BorrowDecode)]
     pub(super) struct SourceCited<'a> {
-        #[serde(borrow, deserialize_with = "record")]
         pub record_id: BorrowedId<'a>,
-        #[serde(borrow, deserialize_with = "record")]
         pub source_id: BorrowedId<'a>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(BorrowDecode)]
     pub(super) struct RecordIncluded<'a> {
-        #[serde(borrow, deserialize_with = "production")]
         pub production_id: BorrowedId<'a>,
-        #[serde(borrow, deserialize_with = "record")]
         pub record_id: BorrowedId<'a>,
     }
 
-    #[derive(Deserialize)]
-    pub(super) struct MemberRegistered<'a> {
-        #[serde(borrow, deserialize_with = "member")]
-        pub member_id: BorrowedId<'a>,
-        pub handle: &'a str,
-        pub personal_data: SealedPersonalData,
+    #[derive(BorrowDecode)]
+    pub(super) struct SealedPersonalData<'a> {
+        pub nonce: [u8; 12],
+        pub ciphertext: &'a [u8],
     }
 
-    #[derive(Deserialize)]
+    #[derive(BorrowDecode)]
+    pub(super) struct MemberRegistered<'a> {
+        pub member_id: BorrowedId<'a>,
+        pub handle: &'a str,
+        pub personal_data: SealedPersonalData<'a>,
+    }
+
+    #[derive(BorrowDecode)]
     pub(super) enum CommentTarget<'a> {
-        Record(#[serde(borrow, deserialize_with = "record")] BorrowedId<'a>),
-        Distribution(#[serde(borrow, deserialize_with = "distribution")] BorrowedId<'a>),
+        Record(BorrowedId<'a>),
+        Distribution(BorrowedId<'a>),
         Line {
-            #[serde(borrow, deserialize_with = "distribution")]
             distribution_id: BorrowedId<'a>,
-            #[serde(borrow, deserialize_with = "member")]
             member: BorrowedId<'a>,
         },
     }
 
-    #[derive(Deserialize)]
+    #[derive(BorrowDecode)]
     pub(super) struct CommentPosted<'a> {
-        #[serde(borrow, deserialize_with = "comment")]
         pub comment_id: BorrowedId<'a>,
-        #[serde(borrow, deserialize_with = "member")]
         pub author: BorrowedId<'a>,
         pub staff: bool,
-        #[serde(borrow)]
         pub target: CommentTarget<'a>,
-        pub reply_to: Option<CommentId>,
+        pub reply_to: Option<BorrowedId<'a>>,
         pub body: &'a str,
     }
 }
 
-fn decode_borrowed_payload<'a, T: Deserialize<'a>>(
+/// Decodes a payload in place; on failure, the owned decoder words the error (it is the
+/// reference, as for the store's envelopes).
+fn decode_borrowed_payload<'a, T: bincode::BorrowDecode<'a, ()>>(
     event_type: &str,
+    schema_version: u16,
     bytes: &'a [u8],
 ) -> Result<T, EventDecodeError> {
-    let payload_error = |reason: String| EventDecodeError::Payload {
-        event_type: event_type.to_string(),
-        reason,
-    };
-    let (value, read) = bincode::serde::borrow_decode_from_slice(bytes, config())
-        .map_err(|error| payload_error(error.to_string()))?;
-    if read != bytes.len() {
-        return Err(payload_error(format!(
-            "{} trailing bytes",
-            bytes.len() - read
-        )));
+    match bincode::borrow_decode_from_slice::<T, _>(bytes, config()) {
+        Ok((value, read)) if read == bytes.len() => Ok(value),
+        _ => Err(DomainEvent::decode(event_type, schema_version, bytes)
+            .err()
+            .unwrap_or_else(|| EventDecodeError::Payload {
+                event_type: event_type.to_string(),
+                reason: "decodes in full but not in place".to_string(),
+            })),
     }
-    Ok(value)
 }
 
 impl DomainEvent {
@@ -673,42 +652,48 @@ impl DomainEvent {
         }
         Ok(match event_type {
             "RecordUploaded" => {
-                let e: borrowed::RecordUploaded = decode_borrowed_payload(event_type, payload)?;
+                let e: borrowed::RecordUploaded =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
                 BorrowedEvent::RecordUploaded {
                     record_id: e.record_id.0,
                     contributor: e.contributor.0,
                 }
             }
             "RemixUploaded" => {
-                let e: borrowed::RemixUploaded = decode_borrowed_payload(event_type, payload)?;
+                let e: borrowed::RemixUploaded =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
                 BorrowedEvent::RemixUploaded {
                     record_id: e.record_id.0,
                     contributor: e.contributor.0,
-                    sources: e.sources.iter().map(|source| source.0 .0).collect(),
+                    sources: e.sources.iter().map(|source| source.0).collect(),
                 }
             }
             "SourceCited" => {
-                let e: borrowed::SourceCited = decode_borrowed_payload(event_type, payload)?;
+                let e: borrowed::SourceCited =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
                 BorrowedEvent::SourceCited {
                     record_id: e.record_id.0,
                     source_id: e.source_id.0,
                 }
             }
             "RecordIncluded" => {
-                let e: borrowed::RecordIncluded = decode_borrowed_payload(event_type, payload)?;
+                let e: borrowed::RecordIncluded =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
                 BorrowedEvent::RecordIncluded {
                     production_id: e.production_id.0,
                     record_id: e.record_id.0,
                 }
             }
             "MemberRegistered" => {
-                let e: borrowed::MemberRegistered = decode_borrowed_payload(event_type, payload)?;
+                let e: borrowed::MemberRegistered =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
                 BorrowedEvent::MemberRegistered {
                     member_id: e.member_id.0,
                 }
             }
             "CommentPosted" => {
-                let e: borrowed::CommentPosted = decode_borrowed_payload(event_type, payload)?;
+                let e: borrowed::CommentPosted =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
                 match e.target {
                     borrowed::CommentTarget::Record(_) => BorrowedEvent::RecordComment,
                     _ => BorrowedEvent::Owned(DomainEvent::decode_current(event_type, payload)?),

@@ -100,38 +100,24 @@ impl serde::de::Visitor<'_> for IdVisitor {
 }
 
 /// An id borrowed from the payload it is decoded from, checked as an owned one is: for
-/// readers that only look ids up (`DomainEvent::decode_borrowed`). Decodes only from the
-/// stored form (bincode, borrowed from a slice).
+/// readers that only look ids up (`DomainEvent::decode_borrowed`). Decoded by bincode's
+/// own `BorrowDecode` (the stored form: a length, then the bytes, as serde writes a
+/// string), not through serde.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BorrowedId<'a>(pub(crate) &'a str);
 
-struct BorrowedIdVisitor(&'static str);
-
-impl<'de> serde::de::Visitor<'de> for BorrowedIdVisitor {
-    type Value = BorrowedId<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "a {} borrowed from the payload (1–{ID_LENGTH_BYTES_MAX} bytes of [A-Za-z0-9_-])",
-            self.0
-        )
-    }
-
-    fn visit_borrowed_bytes<E: serde::de::Error>(self, value: &'de [u8]) -> Result<Self::Value, E> {
-        check_id_bytes(self.0, value).map_err(E::custom)?;
-        std::str::from_utf8(value)
+impl<'a, 'de: 'a, Context> bincode::BorrowDecode<'de, Context> for BorrowedId<'a> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let bytes: &'a [u8] = bincode::BorrowDecode::borrow_decode(decoder)?;
+        // The caller words the error with the owned decoder: only whether it failed counts.
+        check_id_bytes("id", bytes)
+            .map_err(|error| bincode::error::DecodeError::OtherString(error.to_string()))?;
+        std::str::from_utf8(bytes)
             .map(BorrowedId)
-            .map_err(E::custom)
+            .map_err(|inner| bincode::error::DecodeError::Utf8 { inner })
     }
-}
-
-/// `BorrowedId`'s field names, as the owned ids report them.
-pub(crate) fn deserialize_borrowed_id<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-    field: &'static str,
-) -> Result<BorrowedId<'de>, D::Error> {
-    deserializer.deserialize_bytes(BorrowedIdVisitor(field))
 }
 
 pub(crate) fn deserialize_id<'de, D: serde::Deserializer<'de>>(
