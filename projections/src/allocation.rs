@@ -595,19 +595,19 @@ impl Projection for Allocations {
             return;
         };
         match event {
-            DomainEvent::ProductionOpened(e) => {
-                // Numbered in turn: the next number is a production opened for the first
-                // time; an earlier one keeps its facts.
-                if ids.production == Some(self.productions.len() as u32) {
-                    self.productions.push(ProductionFacts {
-                        currency: e.currency,
-                        artist_share: e.artist_share,
-                        entries: Vec::new(),
-                        included: Vec::new(),
-                        included_set: BTreeSet::new(),
-                        distributions: Vec::new(),
-                    });
-                }
+            // Numbered in turn: the next number is a production opened for the first time;
+            // an earlier one keeps its facts.
+            DomainEvent::ProductionOpened(e)
+                if ids.production == Some(self.productions.len() as u32) =>
+            {
+                self.productions.push(ProductionFacts {
+                    currency: e.currency,
+                    artist_share: e.artist_share,
+                    entries: Vec::new(),
+                    included: Vec::new(),
+                    included_set: BTreeSet::new(),
+                    distributions: Vec::new(),
+                });
             }
             DomainEvent::RevenueRecorded(e) => self.entry(
                 ids.production,
