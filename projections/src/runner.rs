@@ -1,6 +1,7 @@
 //! The projection runner: one task reads the store's subscription, decodes each event once
-//! and applies it to every instance it feeds, then publishes each instance's checkpoint
-//! (the last applied position) on a `watch` channel. Queries wait on that channel for the
+//! and numbers its ids in the shared catalog (`crate::catalog`), applies it to every
+//! instance it feeds, then publishes each instance's checkpoint (the last applied
+//! position) on a `watch` channel. Queries wait on that channel for the
 //! position they need (read-your-writes), bounded by a deadline — no polling, no sleeps.
 //!
 //! An `Instance` is one copy of a read model with its checkpoint. A `Served` projection is
