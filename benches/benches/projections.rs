@@ -28,7 +28,7 @@ use ledger::store::{
 };
 use ledger::time::Timestamp;
 use projections::family_tree::{Direction, FamilyTree};
-use projections::{AppliedEvent, Projection, ReadModels, WalkLimits};
+use projections::{AppliedEvent, Catalog, Projection, ReadModels, WalkLimits};
 
 const RECORDS: usize = 1_000_000;
 const WALK_DEPTH_MAX: u32 = 10;
@@ -124,17 +124,20 @@ fn upload(i: usize, contributor: usize, sources: Vec<usize>) -> DomainEvent {
 /// 1,000,000 records: one in twenty an original, the rest remixes of 1–5 records (about
 /// 3 on average); then late citations up to 3,000,000 links in all.
 fn family_tree() -> FamilyTree {
-    let mut tree = FamilyTree::default();
+    let catalog = Catalog::new();
+    let mut tree = FamilyTree::new(catalog.clone());
     let mut random = Random(7);
     let mut position = 0;
     let mut apply = |tree: &mut FamilyTree, event: DomainEvent| {
         position += 1;
-        tree.apply(&AppliedEvent {
+        let mut applied = AppliedEvent::new(
             position,
-            recorded_at: Timestamp::EPOCH,
-            hash: ledger::store::Hash32::GENESIS,
+            Timestamp::EPOCH,
+            ledger::store::Hash32::GENESIS,
             event,
-        });
+        );
+        catalog.resolve(std::slice::from_mut(&mut applied));
+        tree.apply(&applied);
     };
     for i in 0..RECORDS {
         let count = if random.below(20) == 0 {
@@ -263,11 +266,12 @@ fn walks(c: &mut Criterion) {
                 let walk = tree
                     .lineage_nodes(record.as_str(), limits, direction)
                     .unwrap();
-                let bytes: usize = walk
-                    .nodes
-                    .iter()
-                    .map(|(node, depth)| tree.record_str(*node).len() + *depth as usize)
-                    .sum();
+                let bytes: usize = tree.with_names(|names| {
+                    walk.nodes
+                        .iter()
+                        .map(|(node, depth)| names.record(*node).len() + *depth as usize)
+                        .sum()
+                });
                 black_box(bytes);
             });
             let owned = time_each(&records, |record| {
@@ -632,29 +636,63 @@ async fn breakdown(store: &Arc<EmbeddedStore>, head: u64) {
     }
     let read = started.elapsed();
     let read_cpu = cpu_seconds("/proc/self/stat") - read_cpu;
-    let (decoded, decode, decode_cpu) = timed(|| {
+    let (mut owned, decode, decode_cpu) = timed(|| {
         recorded
             .iter()
             .map(|event| AppliedEvent::decode(event).unwrap())
             .collect::<Vec<AppliedEvent>>()
     });
     drop(recorded);
+    let owned_catalog = Catalog::new();
+    let ((), resolve, resolve_cpu) = timed(|| {
+        for chunk in owned.chunks_mut(1_024) {
+            owned_catalog.resolve(chunk);
+        }
+    });
+    drop(owned_catalog);
+    drop(owned);
+    // The runner's path: read in batches, decode in place (the ids of most events
+    // borrowed) and number the ids at once, for all four models.
+    let catalog = Catalog::new();
+    let runner_cpu = cpu_seconds("/proc/self/stat");
+    let started = Instant::now();
+    let mut decoded = Vec::with_capacity(head as usize);
+    let mut next = 1;
+    let mut batch = RecordBatch::new();
+    while next <= head {
+        store.read_all_batch(next, 4_096, &mut batch).await.unwrap();
+        let mut views = batch.iter();
+        while decoded.len() < (next as usize - 1) + batch.len() {
+            catalog
+                .decode_views(views.by_ref().take(1_024), &mut decoded)
+                .unwrap();
+        }
+        next = batch.last_position().unwrap() + 1;
+    }
+    let runner_path = started.elapsed();
+    let runner_cpu = cpu_seconds("/proc/self/stat") - runner_cpu;
+    drop(batch);
     let rate = |elapsed: Duration| head as f64 / elapsed.as_secs_f64();
     let per_event = |cpu: f64| cpu * 1e9 / head as f64;
     println!(
         "read_all_batch only: {:.0} events/s ({:.0} ns CPU/event); read_all only (kept): \
-         {:.0} events/s ({:.0} ns CPU/event); decode only: {:.0} events/s ({:.0} ns \
-         CPU/event)",
+         {:.0} events/s ({:.0} ns CPU/event); owned decode only: {:.0} events/s ({:.0} ns \
+         CPU/event), then resolve ids: {:.0} events/s ({:.0} ns CPU/event); the runner's \
+         read, in-place decode and resolve: {:.0} events/s ({:.0} ns CPU/event)",
         rate(batch_read),
         per_event(batch_cpu),
         rate(read),
         per_event(read_cpu),
         rate(decode),
-        per_event(decode_cpu)
+        per_event(decode_cpu),
+        rate(resolve),
+        per_event(resolve_cpu),
+        rate(runner_path),
+        per_event(runner_cpu)
     );
-    fn apply_alone<P: Projection>(events: &[AppliedEvent]) -> (Duration, f64) {
+    fn apply_alone<P: Projection>(catalog: &Catalog, events: &[AppliedEvent]) -> (Duration, f64) {
         let ((), wall, cpu) = timed(|| {
-            let mut model = P::default();
+            let mut model = P::new(catalog.clone());
             for event in events {
                 model.apply(event);
             }
@@ -663,18 +701,18 @@ async fn breakdown(store: &Arc<EmbeddedStore>, head: u64) {
         (wall, cpu)
     }
     let models = [
-        ("family_tree", apply_alone::<FamilyTree>(&decoded)),
+        ("family_tree", apply_alone::<FamilyTree>(&catalog, &decoded)),
         (
             "allocations",
-            apply_alone::<projections::allocation::Allocations>(&decoded),
+            apply_alone::<projections::allocation::Allocations>(&catalog, &decoded),
         ),
         (
             "credits",
-            apply_alone::<projections::credits::Credits>(&decoded),
+            apply_alone::<projections::credits::Credits>(&catalog, &decoded),
         ),
         (
             "statements",
-            apply_alone::<projections::statement::Statements>(&decoded),
+            apply_alone::<projections::statement::Statements>(&catalog, &decoded),
         ),
     ];
     let line: Vec<String> = models

@@ -7,7 +7,7 @@
 //! blockers_to_finalizing`), fed with this model's data, so the read model and the decider
 //! cannot disagree on what stops a finalization.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use ledger::domain::decide::{blockers_to_finalizing, FinalizationInputs};
 use ledger::domain::events::{CommentTarget, DomainEvent, Line, PayoutFor};
@@ -19,8 +19,8 @@ use ledger::time::Timestamp;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::interner::Interner;
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection};
+use crate::catalog::{Catalog, Names};
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection};
 use crate::statement::PayoutState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +197,8 @@ struct ProductionFacts {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct DistributionState {
     production_id: ProductionId,
+    /// `production_id`'s number.
+    production: u32,
     pool: PoolComputation,
     published_at: Timestamp,
     window_closes_at: Timestamp,
@@ -210,16 +212,21 @@ struct DistributionState {
     payouts: Vec<PayoutView>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Records, members, productions, distributions and payouts are the catalog's numbers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Allocations {
-    records: Interner,
-    members: Interner,
-    /// Indexed by record.
+    /// Not stored: the model is decoded onto the catalog it is handed.
+    #[serde(skip)]
+    catalog: Catalog,
+    /// Indexed by record: its contributor.
     contributors: Vec<u32>,
-    productions: BTreeMap<ProductionId, ProductionFacts>,
-    distributions: BTreeMap<DistributionId, DistributionState>,
-    /// Line payouts: their distribution and index there.
-    payouts: BTreeMap<PayoutId, (DistributionId, usize)>,
+    /// Indexed by production (every production opened is numbered in turn).
+    productions: Vec<ProductionFacts>,
+    /// Indexed by distribution: `None` for one proposed for an unknown production.
+    distributions: Vec<Option<DistributionState>>,
+    /// Indexed by payout: a line payout's distribution and index there (`None` for a lead
+    /// fee's).
+    payouts: Vec<Option<(u32, u32)>>,
 }
 
 fn upsert_lines(current: &mut Vec<Line>, lines: &[Line]) {
@@ -262,8 +269,37 @@ impl DistributionState {
 }
 
 impl Allocations {
-    pub fn distribution_ids(&self) -> impl Iterator<Item = &DistributionId> {
-        self.distributions.keys()
+    /// Every distribution, by id.
+    pub fn distribution_ids(&self) -> Vec<DistributionId> {
+        let names = self.catalog.read();
+        let mut ids: Vec<DistributionId> = self
+            .distributions
+            .iter()
+            .enumerate()
+            .filter(|(_, state)| state.is_some())
+            .map(|(number, _)| {
+                DistributionId::new(names.distribution(number as u32))
+                    .expect("only valid ids are numbered")
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn state(&self, distribution: Option<u32>) -> Option<&DistributionState> {
+        self.distributions.get(distribution? as usize)?.as_ref()
+    }
+
+    fn state_mut(&mut self, distribution: Option<u32>) -> Option<&mut DistributionState> {
+        self.distributions.get_mut(distribution? as usize)?.as_mut()
+    }
+
+    fn known_record(&self, record: Option<u32>) -> Option<u32> {
+        record.filter(|record| (*record as usize) < self.contributors.len())
+    }
+
+    fn production_mut(&mut self, production: Option<u32>) -> Option<&mut ProductionFacts> {
+        self.productions.get_mut(production? as usize)
     }
 
     /// The distribution as of the model's checkpoint, with the blockers to finalizing it
@@ -273,7 +309,8 @@ impl Allocations {
         distribution_id: &DistributionId,
         now: Timestamp,
     ) -> Option<AllocationView> {
-        let state = self.distributions.get(distribution_id)?;
+        let names = self.catalog.read();
+        let state = self.state(names.distribution_number(distribution_id.as_str()))?;
         let currency = state.pool.pool.currency();
         let amounts = state.amounts();
         let comment_views = self.comment_views(state);
@@ -302,7 +339,7 @@ impl Allocations {
             .cloned()
             .collect();
         let blockers = if state.final_amounts.is_none() {
-            self.blockers(state, now)
+            self.blockers(&names, state, now)
         } else {
             Vec::new()
         };
@@ -371,17 +408,17 @@ impl Allocations {
     }
 
     /// The domain's rule 7 (`blockers_to_finalizing`) over this model's data.
-    fn blockers(&self, state: &DistributionState, now: Timestamp) -> Vec<Blocker> {
+    fn blockers(&self, names: &Names, state: &DistributionState, now: Timestamp) -> Vec<Blocker> {
         let contributors: BTreeSet<MemberId> = self
             .productions
-            .get(&state.production_id)
+            .get(state.production as usize)
             .map(|production| {
                 production
                     .included
                     .iter()
                     .map(|record| {
-                        MemberId::new(self.members.resolve(self.contributors[*record as usize]))
-                            .expect("only valid ids are interned")
+                        MemberId::new(names.member(self.contributors[*record as usize]))
+                            .expect("only valid ids are numbered")
                     })
                     .collect()
             })
@@ -398,30 +435,35 @@ impl Allocations {
         blockers
     }
 
-    fn add_record(&mut self, record: &ledger::domain::ids::RecordId, contributor: &MemberId) {
-        if self.records.insert(record.as_str()).is_ok() {
-            self.contributors
-                .push(self.members.intern(contributor.as_str()));
+    fn add_record(&mut self, record: u32, contributor: u32) {
+        if record as usize == self.contributors.len() {
+            self.contributors.push(contributor);
         }
     }
 
-    fn entry(&mut self, production_id: &ProductionId, entry: MoneyEntry) {
-        if let Some(production) = self.productions.get_mut(production_id) {
+    fn entry(&mut self, production: Option<u32>, entry: MoneyEntry) {
+        if let Some(production) = self.production_mut(production) {
             production.entries.push(entry);
         }
     }
 
-    fn payout_mut(&mut self, payout_id: &PayoutId) -> Option<&mut PayoutView> {
-        let (distribution, index) = self.payouts.get(payout_id)?;
-        self.distributions
-            .get_mut(distribution)
-            .map(|state| &mut state.payouts[*index])
+    fn payout_mut(&mut self, payout: Option<u32>) -> Option<&mut PayoutView> {
+        let (distribution, index) = (*self.payouts.get(payout? as usize)?)?;
+        self.state_mut(Some(distribution))
+            .map(|state| &mut state.payouts[index as usize])
     }
 
     fn propose(&mut self, applied: &AppliedEvent, e: &ledger::domain::events::AllocationProposed) {
-        let Some(production) = self.productions.get_mut(&e.production_id) else {
+        let (Some(distribution), Some(production)) =
+            (applied.ids.distribution, applied.ids.production)
+        else {
             return;
         };
+        let Some(facts) = self.productions.get_mut(production as usize) else {
+            return;
+        };
+        let production_number = production;
+        let production = facts;
         let before = |kind: fn(&EntryKind) -> bool| -> Vec<MoneyEntry> {
             production
                 .entries
@@ -443,41 +485,40 @@ impl Allocations {
         production
             .distributions
             .push((e.distribution_id.clone(), e.pool));
-        self.distributions.insert(
-            e.distribution_id.clone(),
-            DistributionState {
-                production_id: e.production_id.clone(),
-                pool,
-                published_at: e.published_at,
-                window_closes_at: e.window_closes_at,
-                lines: e.lines.clone(),
-                versions: vec![Version {
-                    number: 1,
-                    position: applied.position,
-                    recorded_at: applied.recorded_at,
-                    change: VersionChange::Proposed {
-                        lines: e.lines.clone(),
-                    },
-                }],
-                comments: Vec::new(),
-                unanswered: BTreeSet::new(),
-                final_amounts: None,
-                finalized_at: None,
-                payouts: Vec::new(),
-            },
-        );
+        let index = distribution as usize;
+        if self.distributions.len() <= index {
+            self.distributions.resize(index + 1, None);
+        }
+        self.distributions[index] = Some(DistributionState {
+            production_id: e.production_id.clone(),
+            production: production_number,
+            pool,
+            published_at: e.published_at,
+            window_closes_at: e.window_closes_at,
+            lines: e.lines.clone(),
+            versions: vec![Version {
+                number: 1,
+                position: applied.position,
+                recorded_at: applied.recorded_at,
+                change: VersionChange::Proposed {
+                    lines: e.lines.clone(),
+                },
+            }],
+            comments: Vec::new(),
+            unanswered: BTreeSet::new(),
+            final_amounts: None,
+            finalized_at: None,
+            payouts: Vec::new(),
+        });
     }
 
     fn comment(&mut self, applied: &AppliedEvent, e: &ledger::domain::events::CommentPosted) {
-        let (distribution_id, line) = match &e.target {
+        let line = match &e.target {
             CommentTarget::Record(_) => return,
-            CommentTarget::Distribution(id) => (id, None),
-            CommentTarget::Line {
-                distribution_id,
-                member,
-            } => (distribution_id, Some(member.clone())),
+            CommentTarget::Distribution(_) => None,
+            CommentTarget::Line { member, .. } => Some(member.clone()),
         };
-        let Some(state) = self.distributions.get_mut(distribution_id) else {
+        let Some(state) = self.state_mut(applied.ids.distribution) else {
             return;
         };
         // As the domain's `evolve` keeps it: a member comment waits for a staff reply.
@@ -507,9 +548,21 @@ fn last_version_lines(state: &mut DistributionState) -> Option<&mut Vec<Line>> {
 
 impl Projection for Allocations {
     const NAME: &'static str = "allocations";
-    const SCHEMA_VERSION: u32 = 1;
+    /// 2: ids are the catalog's numbers.
+    const SCHEMA_VERSION: u32 = 2;
+
+    fn new(catalog: Catalog) -> Allocations {
+        Allocations {
+            catalog,
+            contributors: Vec::new(),
+            productions: Vec::new(),
+            distributions: Vec::new(),
+            payouts: Vec::new(),
+        }
+    }
 
     fn apply(&mut self, applied: &AppliedEvent) {
+        let ids = &applied.ids;
         let entry = |kind: EntryKind, amount: Money, description: &str| MoneyEntry {
             position: applied.position,
             recorded_at: applied.recorded_at,
@@ -517,41 +570,55 @@ impl Projection for Allocations {
             amount,
             description: description.to_string(),
         };
-        match &applied.event {
-            DomainEvent::RecordUploaded(e) => self.add_record(&e.record_id, &e.contributor),
-            DomainEvent::RemixUploaded(e) => self.add_record(&e.record_id, &e.contributor),
-            DomainEvent::ProductionOpened(e) => {
-                self.productions
-                    .entry(e.production_id.clone())
-                    .or_insert_with(|| ProductionFacts {
-                        currency: e.currency,
-                        artist_share: e.artist_share,
-                        entries: Vec::new(),
-                        included: Vec::new(),
-                        included_set: BTreeSet::new(),
-                        distributions: Vec::new(),
-                    });
+        match applied.ids_only() {
+            Some(IdsOnly::Upload) => {
+                if let (Some(record), Some(contributor)) = (ids.record, ids.member) {
+                    self.add_record(record, contributor);
+                }
+                return;
             }
-            DomainEvent::RecordIncluded(e) => {
-                let record = self.records.get(e.record_id.as_str());
+            Some(IdsOnly::Inclusion) => {
+                let record = self.known_record(ids.record);
                 if let (Some(production), Some(record)) =
-                    (self.productions.get_mut(&e.production_id), record)
+                    (self.production_mut(ids.production), record)
                 {
                     if production.included_set.insert(record) {
                         production.included.push(record);
                     }
                 }
+                return;
+            }
+            Some(IdsOnly::Citation | IdsOnly::Registration | IdsOnly::RecordComment) => return,
+            None => {}
+        }
+        let Some(event) = applied.event() else {
+            return;
+        };
+        match event {
+            // Numbered in turn: the next number is a production opened for the first time;
+            // an earlier one keeps its facts.
+            DomainEvent::ProductionOpened(e)
+                if ids.production == Some(self.productions.len() as u32) =>
+            {
+                self.productions.push(ProductionFacts {
+                    currency: e.currency,
+                    artist_share: e.artist_share,
+                    entries: Vec::new(),
+                    included: Vec::new(),
+                    included_set: BTreeSet::new(),
+                    distributions: Vec::new(),
+                });
             }
             DomainEvent::RevenueRecorded(e) => self.entry(
-                &e.production_id,
+                ids.production,
                 entry(EntryKind::Revenue, e.amount, &e.description),
             ),
             DomainEvent::ExpenseRecorded(e) => self.entry(
-                &e.production_id,
+                ids.production,
                 entry(EntryKind::Expense, e.amount, &e.description),
             ),
             DomainEvent::LeadFeeAgreed(e) => self.entry(
-                &e.production_id,
+                ids.production,
                 entry(
                     EntryKind::LeadFee {
                         lead: e.lead.clone(),
@@ -562,7 +629,7 @@ impl Projection for Allocations {
             ),
             DomainEvent::AllocationProposed(e) => self.propose(applied, e),
             DomainEvent::AllocationLinesContinued(e) => {
-                if let Some(state) = self.distributions.get_mut(&e.distribution_id) {
+                if let Some(state) = self.state_mut(ids.distribution) {
                     upsert_lines(&mut state.lines, &e.lines);
                     if let Some(lines) = last_version_lines(state) {
                         lines.extend(e.lines.iter().cloned());
@@ -570,7 +637,7 @@ impl Projection for Allocations {
                 }
             }
             DomainEvent::AllocationAmended(e) => {
-                if let Some(state) = self.distributions.get_mut(&e.distribution_id) {
+                if let Some(state) = self.state_mut(ids.distribution) {
                     state.lines.retain(|line| !e.removed.contains(&line.member));
                     upsert_lines(&mut state.lines, &e.lines);
                     let number = state.versions.len() as u32 + 1;
@@ -588,39 +655,48 @@ impl Projection for Allocations {
                 }
             }
             DomainEvent::AllocationFinalized(e) => {
-                if let Some(state) = self.distributions.get_mut(&e.distribution_id) {
+                if let Some(state) = self.state_mut(ids.distribution) {
                     state.final_amounts = Some(e.amounts.clone());
                     state.finalized_at = Some(applied.recorded_at);
                 }
             }
             DomainEvent::CommentPosted(e) => self.comment(applied, e),
             DomainEvent::PayoutIssued(e) => {
-                let PayoutFor::Line { distribution_id } = &e.payout_for else {
+                let PayoutFor::Line { .. } = &e.payout_for else {
                     return;
                 };
-                if self.payouts.contains_key(&e.payout_id) {
+                let Some(payout) = ids.payout else {
+                    return;
+                };
+                let slot = payout as usize;
+                if self.payouts.get(slot).is_some_and(Option::is_some) {
                     return;
                 }
-                if let Some(state) = self.distributions.get_mut(distribution_id) {
-                    self.payouts.insert(
-                        e.payout_id.clone(),
-                        (distribution_id.clone(), state.payouts.len()),
-                    );
-                    state.payouts.push(PayoutView {
-                        payout_id: e.payout_id.clone(),
-                        member: e.member.clone(),
-                        amount: e.amount,
-                        state: PayoutState::Pending,
-                        attempts: vec![Attempt {
-                            attempt: 1,
-                            position: applied.position,
-                            outcome: PayoutState::Pending,
-                        }],
-                    });
+                let Some(distribution) = ids.distribution else {
+                    return;
+                };
+                let Some(state) = self.state_mut(Some(distribution)) else {
+                    return;
+                };
+                let index = state.payouts.len() as u32;
+                state.payouts.push(PayoutView {
+                    payout_id: e.payout_id.clone(),
+                    member: e.member.clone(),
+                    amount: e.amount,
+                    state: PayoutState::Pending,
+                    attempts: vec![Attempt {
+                        attempt: 1,
+                        position: applied.position,
+                        outcome: PayoutState::Pending,
+                    }],
+                });
+                if self.payouts.len() <= slot {
+                    self.payouts.resize(slot + 1, None);
                 }
+                self.payouts[slot] = Some((distribution, index));
             }
             DomainEvent::PayoutRetried(e) => {
-                if let Some(payout) = self.payout_mut(&e.payout_id) {
+                if let Some(payout) = self.payout_mut(ids.payout) {
                     payout.state = PayoutState::Pending;
                     payout.attempts.push(Attempt {
                         attempt: e.attempt,
@@ -630,7 +706,7 @@ impl Projection for Allocations {
                 }
             }
             DomainEvent::PayoutSettled(e) => {
-                if let Some(payout) = self.payout_mut(&e.payout_id) {
+                if let Some(payout) = self.payout_mut(ids.payout) {
                     let outcome = PayoutState::Settled {
                         reference: e.reference.clone(),
                     };
@@ -641,7 +717,7 @@ impl Projection for Allocations {
                 }
             }
             DomainEvent::PayoutFailed(e) => {
-                if let Some(payout) = self.payout_mut(&e.payout_id) {
+                if let Some(payout) = self.payout_mut(ids.payout) {
                     let outcome = PayoutState::Failed {
                         reason: e.reason.clone(),
                     };
@@ -659,27 +735,39 @@ impl Projection for Allocations {
         encode_serde(self)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Allocations, String> {
-        let allocations: Allocations = decode_serde(bytes)?;
-        let records = allocations.records.len();
-        let ok = allocations.contributors.len() == records
+    fn decode(bytes: &[u8], catalog: Catalog) -> Result<Allocations, String> {
+        let mut allocations: Allocations = decode_serde(bytes)?;
+        let records = allocations.contributors.len();
+        let ok = {
+            let names = catalog.read();
+            records <= names.record_count()
+                && allocations.productions.len() <= names.production_count()
+                && allocations.distributions.len() <= names.distribution_count()
+                && allocations.payouts.len() <= names.payout_count()
+                && allocations
+                    .contributors
+                    .iter()
+                    .all(|m| (*m as usize) < names.member_count())
+        } && allocations
+            .productions
+            .iter()
+            .all(|p| p.included.iter().all(|r| (*r as usize) < records))
             && allocations
-                .contributors
+                .distributions
                 .iter()
-                .all(|m| (*m as usize) < allocations.members.len())
-            && allocations
-                .productions
-                .values()
-                .all(|p| p.included.iter().all(|r| (*r as usize) < records))
-            && allocations.payouts.iter().all(|(_, (d, index))| {
+                .flatten()
+                .all(|state| (state.production as usize) < allocations.productions.len())
+            && allocations.payouts.iter().flatten().all(|(d, index)| {
                 allocations
                     .distributions
-                    .get(d)
-                    .is_some_and(|state| *index < state.payouts.len())
+                    .get(*d as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|state| (*index as usize) < state.payouts.len())
             });
         if !ok {
-            return Err("allocations: indices out of range".into());
+            return Err("allocations: numbers beyond the records or the catalog".into());
         }
+        allocations.catalog = catalog;
         Ok(allocations)
     }
 }

@@ -13,8 +13,8 @@ use ledger::domain::events::DomainEvent;
 use ledger::domain::ids::{MemberId, ProductionId, RecordId};
 use serde::{Deserialize, Serialize};
 
-use crate::interner::Interner;
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection};
+use crate::catalog::{Catalog, Names};
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credit {
@@ -35,45 +35,38 @@ pub struct ProductionCredits {
     pub influencing: Vec<Credit>,
 }
 
-#[derive(Clone, Debug, Default)]
+/// Records and members are the catalog's numbers; nodes are record numbers.
+#[derive(Clone, Debug)]
 pub struct Credits {
-    records: Interner,
-    members: Interner,
-    /// Indexed by record node.
+    catalog: Catalog,
+    /// Indexed by record: its contributor.
     contributors: Vec<u32>,
     tree: Dag,
-    productions: Interner,
     /// Indexed by production: included records in order of inclusion.
     included: Vec<Vec<NodeId>>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredCredits {
-    records: Interner,
-    members: Interner,
     contributors: Vec<u32>,
     /// `(source, record)` in node order of `record`, then parents order.
     edges: Vec<(NodeId, NodeId)>,
-    productions: Interner,
     included: Vec<Vec<NodeId>>,
 }
 
 impl Credits {
-    fn record_id(&self, node: NodeId) -> RecordId {
-        RecordId::new(self.records.resolve(node)).expect("only valid ids are interned")
+    fn known_record(&self, record: Option<u32>) -> Option<NodeId> {
+        record.filter(|record| (*record as usize) < self.tree.node_count())
     }
 
-    fn member_id(&self, member: u32) -> MemberId {
-        MemberId::new(self.members.resolve(member)).expect("only valid ids are interned")
-    }
-
-    fn credits(&self, nodes: impl Iterator<Item = NodeId>) -> Vec<Credit> {
+    fn credits(&self, names: &Names, nodes: impl Iterator<Item = NodeId>) -> Vec<Credit> {
         let mut by_member: BTreeMap<MemberId, Vec<RecordId>> = BTreeMap::new();
         for node in nodes {
+            let member = names.member(self.contributors[node as usize]);
             by_member
-                .entry(self.member_id(self.contributors[node as usize]))
+                .entry(MemberId::new(member).expect("only valid ids are numbered"))
                 .or_default()
-                .push(self.record_id(node));
+                .push(RecordId::new(names.record(node)).expect("only valid ids are numbered"));
         }
         by_member
             .into_iter()
@@ -82,7 +75,10 @@ impl Credits {
     }
 
     pub fn production(&self, production_id: &ProductionId) -> Option<ProductionCredits> {
-        let production = self.productions.get(production_id.as_str())?;
+        let names = self.catalog.read();
+        let production = names
+            .production_number(production_id.as_str())
+            .filter(|production| (*production as usize) < self.included.len())?;
         let included = &self.included[production as usize];
         // Every ancestor of every included record, breadth-first from all of them at once.
         let mut seen: HashSet<NodeId> = included.iter().copied().collect();
@@ -100,8 +96,8 @@ impl Credits {
             }
             frontier = next;
         }
-        let included = self.credits(included.iter().copied());
-        let mut influencing = self.credits(ancestors.into_iter());
+        let included = self.credits(&names, included.iter().copied());
+        let mut influencing = self.credits(&names, ancestors.into_iter());
         // As the domain's `State::credits` has it: influence credits those not paid already.
         influencing.retain(|credit| !included.iter().any(|paid| paid.member == credit.member));
         Some(ProductionCredits {
@@ -111,27 +107,24 @@ impl Credits {
         })
     }
 
-    fn open_production(&mut self, production_id: &ProductionId) {
-        if self.productions.insert(production_id.as_str()).is_ok() {
+    /// A production is new here when it is the next one numbered.
+    fn open_production(&mut self, production: u32) {
+        if production as usize == self.included.len() {
             self.included.push(Vec::new());
         }
     }
 
-    fn add_record(&mut self, record: &RecordId, contributor: &MemberId, sources: &[RecordId]) {
-        let Ok(interned) = self.records.insert(record.as_str()) else {
+    fn add_record(&mut self, record: u32, contributor: u32, sources: &[u32]) {
+        if record as usize != self.tree.node_count() {
             return;
-        };
+        }
         let node = self.tree.add_node();
-        assert_eq!(interned, node);
-        let member = self.members.intern(contributor.as_str());
-        self.contributors.push(member);
+        self.contributors.push(contributor);
         for source in sources {
-            if let Some(source) = self.records.get(source.as_str()) {
-                if !self.tree.has_edge(source, node) {
-                    self.tree
-                        .add_edge(source, node)
-                        .expect("edges into a new record agree with the order");
-                }
+            if !self.tree.has_edge(*source, node) {
+                self.tree
+                    .add_edge(*source, node)
+                    .expect("edges into a new record agree with the order");
             }
         }
     }
@@ -139,36 +132,55 @@ impl Credits {
 
 impl Projection for Credits {
     const NAME: &'static str = "credits";
-    const SCHEMA_VERSION: u32 = 1;
+    /// 2: ids are the catalog's numbers; the stored form holds no strings.
+    const SCHEMA_VERSION: u32 = 2;
+
+    fn new(catalog: Catalog) -> Credits {
+        Credits {
+            catalog,
+            contributors: Vec::new(),
+            tree: Dag::new(),
+            included: Vec::new(),
+        }
+    }
 
     fn apply(&mut self, applied: &AppliedEvent) {
-        match &applied.event {
-            DomainEvent::RecordUploaded(e) => self.add_record(&e.record_id, &e.contributor, &[]),
-            DomainEvent::RemixUploaded(e) => {
-                self.add_record(&e.record_id, &e.contributor, &e.sources)
+        let ids = &applied.ids;
+        match applied.ids_only() {
+            Some(IdsOnly::Upload) => {
+                if let (Some(record), Some(contributor)) = (ids.record, ids.member) {
+                    self.add_record(record, contributor, &ids.sources);
+                }
             }
-            DomainEvent::SourceCited(e) => {
-                if let (Some(record), Some(source)) = (
-                    self.records.get(e.record_id.as_str()),
-                    self.records.get(e.source_id.as_str()),
-                ) {
+            Some(IdsOnly::Citation) => {
+                if let (Some(record), Some(source)) =
+                    (self.known_record(ids.record), self.known_record(ids.source))
+                {
                     // Cycles were refused by the decider; a slip is left out, not applied.
                     let _ = self.tree.add_edge(source, record);
                 }
             }
-            DomainEvent::ProductionOpened(e) => self.open_production(&e.production_id),
-            DomainEvent::RecordIncluded(e) => {
-                if let (Some(production), Some(record)) = (
-                    self.productions.get(e.production_id.as_str()),
-                    self.records.get(e.record_id.as_str()),
-                ) {
+            None => {
+                if let Some(DomainEvent::ProductionOpened(_)) = applied.event() {
+                    if let Some(production) = ids.production {
+                        self.open_production(production);
+                    }
+                }
+            }
+            Some(IdsOnly::Inclusion) => {
+                let production = ids
+                    .production
+                    .filter(|production| (*production as usize) < self.included.len());
+                if let (Some(production), Some(record)) =
+                    (production, self.known_record(ids.record))
+                {
                     let included = &mut self.included[production as usize];
                     if !included.contains(&record) {
                         included.push(record);
                     }
                 }
             }
-            _ => {}
+            Some(IdsOnly::Registration | IdsOnly::RecordComment) => {}
         }
     }
 
@@ -182,31 +194,31 @@ impl Projection for Credits {
             }
         }
         encode_serde(&StoredCredits {
-            records: self.records.clone(),
-            members: self.members.clone(),
             contributors: self.contributors.clone(),
             edges,
-            productions: self.productions.clone(),
             included: self.included.clone(),
         })
     }
 
-    fn decode(bytes: &[u8]) -> Result<Credits, String> {
+    fn decode(bytes: &[u8], catalog: Catalog) -> Result<Credits, String> {
         let stored: StoredCredits = decode_serde(bytes)?;
-        let count = stored.records.len();
-        if stored.contributors.len() != count
-            || stored
-                .contributors
-                .iter()
-                .any(|m| *m as usize >= stored.members.len())
-            || stored.included.len() != stored.productions.len()
-            || stored
-                .included
-                .iter()
-                .flatten()
-                .any(|n| *n as usize >= count)
+        let count = stored.contributors.len();
         {
-            return Err("credits: arrays disagree".into());
+            let names = catalog.read();
+            if count > names.record_count()
+                || stored
+                    .contributors
+                    .iter()
+                    .any(|m| *m as usize >= names.member_count())
+                || stored.included.len() > names.production_count()
+                || stored
+                    .included
+                    .iter()
+                    .flatten()
+                    .any(|n| *n as usize >= count)
+            {
+                return Err("credits: numbers beyond the records or the catalog".into());
+            }
         }
         let mut tree = Dag::new();
         for _ in 0..count {
@@ -220,11 +232,9 @@ impl Projection for Credits {
                 .map_err(|error| format!("credits: stored edge refused: {error:?}"))?;
         }
         Ok(Credits {
-            records: stored.records,
-            members: stored.members,
+            catalog,
             contributors: stored.contributors,
             tree,
-            productions: stored.productions,
             included: stored.included,
         })
     }

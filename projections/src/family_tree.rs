@@ -2,8 +2,8 @@
 //! direct remixes, its ancestors and descendants with their depth (bounded by the caller),
 //! the originals at the roots of its lineage, and the size of its family.
 //!
-//! Storage is compact: record ids are interned to dense integers, which are the nodes of
-//! the domain's `Dag` (the same type the decider uses for its cycle check; this is a second
+//! Storage is compact: records are the catalog's dense numbers (`crate::catalog`), which
+//! are the nodes of the domain's `Dag` (the same type the decider uses for its cycle check; this is a second
 //! instance of it, not a second implementation). A link's kind costs one byte per record:
 //! a record's first `remix_sources[n]` parents came with the remix, the rest are later
 //! citations (the Dag keeps parents in insertion order).
@@ -13,8 +13,10 @@ use ledger::domain::events::DomainEvent;
 use ledger::domain::ids::RecordId;
 use serde::{Deserialize, Serialize};
 
-use crate::interner::Interner;
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection, WalkLimits};
+use crate::catalog::{Catalog, Names};
+use crate::projection::{
+    decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection, WalkLimits,
+};
 use crate::walk::walk;
 pub use crate::walk::Direction;
 
@@ -75,20 +77,21 @@ struct Citation {
     records_before: u32,
 }
 
-#[derive(Clone, Debug, Default)]
+/// Nodes are the catalog's record numbers: records are numbered in upload order, and the
+/// tree adds a node per upload of a new record, so both count alike.
+#[derive(Clone, Debug)]
 pub struct FamilyTree {
-    records: Interner,
+    catalog: Catalog,
     tree: Dag,
     remix_sources: Vec<u8>,
     withdrawn: Vec<bool>,
     citations: Vec<Citation>,
 }
 
-/// The stored form: records in node order with their remix sources, and the citations in
-/// the order they were made.
+/// The stored form: per record (in node order) its remix sources, and the citations in the
+/// order they were made; the record ids are the catalog's.
 #[derive(Serialize, Deserialize)]
 struct StoredFamilyTree {
-    records: Interner,
     remix_sources: Vec<u8>,
     /// Every record's remix sources, concatenated in node order.
     remix_parents: Vec<NodeId>,
@@ -105,23 +108,34 @@ impl FamilyTree {
         self.tree.edge_count()
     }
 
+    /// A record number of the catalog, if this tree holds that record (the catalog may
+    /// know records this tree has not applied yet).
+    fn known(&self, record: Option<u32>) -> Option<NodeId> {
+        record.filter(|record| (*record as usize) < self.tree.node_count())
+    }
+
+    fn node_in(&self, names: &Names, record: &str) -> Option<NodeId> {
+        self.known(names.record_number(record))
+    }
+
     /// The node of a record, for callers that walk many times (benchmarks, other models).
     pub fn node(&self, record: &str) -> Option<NodeId> {
-        self.records.get(record)
+        self.node_in(&self.catalog.read(), record)
     }
 
     pub fn record_id(&self, node: NodeId) -> RecordId {
-        RecordId::new(self.records.resolve(node)).expect("only valid record ids are interned")
+        record_id(&self.catalog.read(), node)
     }
 
-    /// A node's record id, borrowed: for answers that copy ids straight into a response
-    /// (one allocation per id there, where `record_id` then a copy would take two).
-    pub fn record_str(&self, node: NodeId) -> &str {
-        self.records.resolve(node)
+    /// Runs `f` with the catalog's names (`Names::record(node)` names a node), under one
+    /// read lock: for answers that copy many ids straight into a response, one allocation
+    /// per id there. `f` must not call this tree's other methods (they take the lock too).
+    pub fn with_names<T>(&self, f: impl FnOnce(&Names) -> T) -> T {
+        f(&self.catalog.read())
     }
 
     /// Ancestors or descendants of `record` as nodes with their depths (name them with
-    /// `record_str`): the walk behind `ancestors`/`descendants` without an owned id per
+    /// `with_names`): the walk behind `ancestors`/`descendants` without an owned id per
     /// record.
     pub fn lineage_nodes(
         &self,
@@ -130,14 +144,18 @@ impl FamilyTree {
         direction: Direction,
     ) -> Option<Walk> {
         let node = self.node(record)?;
+        Some(self.walk(node, limits, direction))
+    }
+
+    fn walk(&self, node: NodeId, limits: WalkLimits, direction: Direction) -> Walk {
         let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        Some(walk(
+        walk(
             &self.tree,
             node,
             limits.depth_max,
             limits.nodes_max,
             direction,
-        ))
+        )
     }
 
     pub fn dag(&self) -> &Dag {
@@ -164,13 +182,14 @@ impl FamilyTree {
 
     /// The record's direct sources, in the order they were linked.
     pub fn sources(&self, record: &RecordId) -> Option<Vec<Link>> {
-        let node = self.node(record.as_str())?;
+        let names = self.catalog.read();
+        let node = self.node_in(&names, record.as_str())?;
         Some(
             self.tree
                 .parents(node)
                 .iter()
                 .map(|source| Link {
-                    record: self.record_id(*source),
+                    record: record_id(&names, *source),
                     kind: self.kind(*source, node),
                 })
                 .collect(),
@@ -179,13 +198,14 @@ impl FamilyTree {
 
     /// The records built directly on this one (as a remix of it, or citing it later).
     pub fn remixes(&self, record: &RecordId) -> Option<Vec<Link>> {
-        let node = self.node(record.as_str())?;
+        let names = self.catalog.read();
+        let node = self.node_in(&names, record.as_str())?;
         Some(
             self.tree
                 .children(node)
                 .iter()
                 .map(|child| Link {
-                    record: self.record_id(*child),
+                    record: record_id(&names, *child),
                     kind: self.kind(node, *child),
                 })
                 .collect(),
@@ -193,12 +213,13 @@ impl FamilyTree {
     }
 
     fn lineage(&self, found: Walk) -> Lineage {
+        let names = self.catalog.read();
         Lineage {
             records: found
                 .nodes
                 .into_iter()
                 .map(|(node, depth)| Relative {
-                    record: self.record_id(node),
+                    record: record_id(&names, node),
                     depth,
                 })
                 .collect(),
@@ -207,27 +228,13 @@ impl FamilyTree {
     }
 
     pub fn ancestors(&self, record: &RecordId, limits: WalkLimits) -> Option<Lineage> {
-        let node = self.node(record.as_str())?;
-        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        Some(self.lineage(walk(
-            &self.tree,
-            node,
-            limits.depth_max,
-            limits.nodes_max,
-            Direction::Ancestors,
-        )))
+        let found = self.lineage_nodes(record.as_str(), limits, Direction::Ancestors)?;
+        Some(self.lineage(found))
     }
 
     pub fn descendants(&self, record: &RecordId, limits: WalkLimits) -> Option<Lineage> {
-        let node = self.node(record.as_str())?;
-        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        Some(self.lineage(walk(
-            &self.tree,
-            node,
-            limits.depth_max,
-            limits.nodes_max,
-            Direction::Descendants,
-        )))
+        let found = self.lineage_nodes(record.as_str(), limits, Direction::Descendants)?;
+        Some(self.lineage(found))
     }
 
     /// The originals at the roots of the record's lineage, in breadth-first order of
@@ -240,20 +247,14 @@ impl FamilyTree {
                 truncated: false,
             });
         }
-        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        let ancestors = walk(
-            &self.tree,
-            node,
-            limits.depth_max,
-            limits.nodes_max,
-            Direction::Ancestors,
-        );
+        let ancestors = self.walk(node, limits, Direction::Ancestors);
+        let names = self.catalog.read();
         Some(Roots {
             records: ancestors
                 .nodes
                 .iter()
                 .filter(|(ancestor, _)| self.tree.parents(*ancestor).is_empty())
-                .map(|(ancestor, _)| self.record_id(*ancestor))
+                .map(|(ancestor, _)| record_id(&names, *ancestor))
                 .collect(),
             truncated: ancestors.truncated,
         })
@@ -262,21 +263,8 @@ impl FamilyTree {
     /// How many records the family counts, each walk bounded by `limits`.
     pub fn family_size(&self, record: &RecordId, limits: WalkLimits) -> Option<FamilySize> {
         let node = self.node(record.as_str())?;
-        let limits = WalkLimits::new(limits.depth_max, limits.nodes_max);
-        let ancestors = walk(
-            &self.tree,
-            node,
-            limits.depth_max,
-            limits.nodes_max,
-            Direction::Ancestors,
-        );
-        let descendants = walk(
-            &self.tree,
-            node,
-            limits.depth_max,
-            limits.nodes_max,
-            Direction::Descendants,
-        );
+        let ancestors = self.walk(node, limits, Direction::Ancestors);
+        let descendants = self.walk(node, limits, Direction::Descendants);
         Some(FamilySize {
             ancestors: ancestors.nodes.len(),
             descendants: descendants.nodes.len(),
@@ -285,32 +273,29 @@ impl FamilyTree {
         })
     }
 
-    fn add_record(&mut self, record: &RecordId, sources: &[RecordId]) {
-        let Ok(node) = self.records.insert(record.as_str()) else {
+    /// Adds the record numbered `record` if it is new here (the next node); an upload of a
+    /// record already in the tree changes nothing.
+    fn add_record(&mut self, record: u32, sources: &[u32]) {
+        if record as usize != self.tree.node_count() {
             return;
-        };
-        self.add_node_for(node);
+        }
+        self.add_node(sources);
+    }
+
+    /// Adds the next node with its remix sources (earlier nodes, repeats skipped).
+    fn add_node(&mut self, sources: &[NodeId]) {
+        let node = self.tree.add_node();
         let mut linked = 0u8;
         for source in sources {
-            // A record named among its own sources was unknown when it was uploaded.
-            let Some(parent) = self.records.get(source.as_str()).filter(|p| *p != node) else {
-                continue;
-            };
-            linked += u8::from(self.link_new(parent, node));
+            linked += u8::from(self.link_new(*source, node));
         }
         self.remix_sources.push(linked);
         self.withdrawn.push(false);
     }
 
-    /// The tree's node for a record just interned as `interned`.
-    fn add_node_for(&mut self, interned: NodeId) {
-        let node = self.tree.add_node();
-        assert_eq!(interned, node, "records and nodes are numbered alike");
-    }
-
     /// Links `parent → node` for a node just added; false if that link is already there.
     fn link_new(&mut self, parent: NodeId, node: NodeId) -> bool {
-        if self.tree.has_edge(parent, node) {
+        if parent >= node || self.tree.has_edge(parent, node) {
             return false;
         }
         // A new node is last in the order: these edges cannot close a cycle.
@@ -318,17 +303,6 @@ impl FamilyTree {
             .add_edge(parent, node)
             .expect("edges into a new record agree with the order");
         true
-    }
-
-    fn add_node(&mut self, record: &str, parents: &[NodeId]) {
-        let interned = self.records.intern(record);
-        self.add_node_for(interned);
-        let mut linked = 0u8;
-        for parent in parents {
-            linked += u8::from(self.link_new(*parent, interned));
-        }
-        self.remix_sources.push(linked);
-        self.withdrawn.push(false);
     }
 
     fn cite(&mut self, source: NodeId, record: NodeId) {
@@ -347,28 +321,48 @@ impl FamilyTree {
     }
 }
 
+fn record_id(names: &Names, node: NodeId) -> RecordId {
+    RecordId::new(names.record(node)).expect("only valid record ids are numbered")
+}
+
 impl Projection for FamilyTree {
     const NAME: &'static str = "family_tree";
-    const SCHEMA_VERSION: u32 = 1;
+    /// 2: ids are the catalog's numbers; the stored form holds no strings.
+    const SCHEMA_VERSION: u32 = 2;
+
+    fn new(catalog: Catalog) -> FamilyTree {
+        FamilyTree {
+            catalog,
+            tree: Dag::new(),
+            remix_sources: Vec::new(),
+            withdrawn: Vec::new(),
+            citations: Vec::new(),
+        }
+    }
 
     fn apply(&mut self, applied: &AppliedEvent) {
-        match &applied.event {
-            DomainEvent::RecordUploaded(e) => self.add_record(&e.record_id, &[]),
-            DomainEvent::RemixUploaded(e) => self.add_record(&e.record_id, &e.sources),
-            DomainEvent::SourceCited(e) => {
-                if let (Some(record), Some(source)) = (
-                    self.records.get(e.record_id.as_str()),
-                    self.records.get(e.source_id.as_str()),
-                ) {
+        let ids = &applied.ids;
+        match applied.ids_only() {
+            Some(IdsOnly::Upload) => {
+                if let Some(record) = ids.record {
+                    self.add_record(record, &ids.sources);
+                }
+            }
+            Some(IdsOnly::Citation) => {
+                if let (Some(record), Some(source)) =
+                    (self.known(ids.record), self.known(ids.source))
+                {
                     self.cite(source, record);
                 }
             }
-            DomainEvent::RecordWithdrawn(e) => {
-                if let Some(node) = self.records.get(e.record_id.as_str()) {
-                    self.withdrawn[node as usize] = true;
+            Some(_) => {}
+            None => {
+                if let Some(DomainEvent::RecordWithdrawn(_)) = applied.event() {
+                    if let Some(node) = self.known(ids.record) {
+                        self.withdrawn[node as usize] = true;
+                    }
                 }
             }
-            _ => {}
         }
     }
 
@@ -379,7 +373,6 @@ impl Projection for FamilyTree {
             remix_parents.extend_from_slice(&self.tree.parents(node)[..count]);
         }
         encode_serde(&StoredFamilyTree {
-            records: self.records.clone(),
             remix_sources: self.remix_sources.clone(),
             remix_parents,
             withdrawn: self.withdrawn.clone(),
@@ -387,32 +380,35 @@ impl Projection for FamilyTree {
         })
     }
 
-    fn decode(bytes: &[u8]) -> Result<FamilyTree, String> {
+    fn decode(bytes: &[u8], catalog: Catalog) -> Result<FamilyTree, String> {
         let stored: StoredFamilyTree = decode_serde(bytes)?;
-        let count = stored.records.len();
-        if stored.remix_sources.len() != count || stored.withdrawn.len() != count {
+        let count = stored.remix_sources.len();
+        if stored.withdrawn.len() != count {
             return Err("family tree: per-record arrays differ in length".into());
         }
-        let mut tree = FamilyTree {
-            records: Interner::new(),
-            ..FamilyTree::default()
-        };
+        if count > catalog.read().record_count() {
+            return Err("family tree: more records than the catalog numbers".into());
+        }
+        let mut tree = FamilyTree::new(catalog);
         let mut citations = stored.citations.iter().peekable();
         let mut next_parent = 0usize;
-        for (node, record) in stored.records.iter().enumerate() {
+        for node in 0..count {
             while let Some(citation) = citations.next_if(|c| c.records_before as usize <= node) {
                 tree.replay_citation(citation)?;
             }
-            let count = stored.remix_sources[node] as usize;
+            let sources = stored.remix_sources[node] as usize;
             let parents = stored
                 .remix_parents
-                .get(next_parent..next_parent + count)
+                .get(next_parent..next_parent + sources)
                 .ok_or("family tree: remix parents cut short")?;
             if parents.iter().any(|parent| *parent as usize >= node) {
                 return Err("family tree: a remix names a later record".into());
             }
-            next_parent += count;
-            tree.add_node(record, parents);
+            next_parent += sources;
+            tree.add_node(parents);
+            if tree.remix_sources[node] as usize != sources {
+                return Err("family tree: a remix names a source twice".into());
+            }
             tree.withdrawn[node] = stored.withdrawn[node];
         }
         for citation in citations {

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `projection` | the `Projection` trait, the decoded event a model applies, walk limits |
 //! | `interner` | compact id storage: strings once in an arena, dense `u32` ids |
+//! | `catalog` | the ids of every model, numbered once per event by the runner, shared |
 //! | `walk` | bounded BFS over the domain's `Dag` without per-walk hashing |
 //! | `family_tree` | sources, remixes, ancestors/descendants with depth, roots, family size |
 //! | `allocation` | per distribution: status, pool, lines, versions, comments, blockers, payouts |
@@ -19,6 +20,7 @@
 //! never writes to the store.
 
 pub mod allocation;
+pub mod catalog;
 pub mod credits;
 pub mod family_tree;
 pub mod interner;
@@ -30,7 +32,8 @@ pub mod snapshot;
 pub mod statement;
 pub mod walk;
 
-pub use projection::{AppliedEvent, Projection, WalkLimits};
+pub use catalog::{Catalog, EventIds};
+pub use projection::{AppliedEvent, Fact, IdsOnly, Projection, WalkLimits};
 pub use rebuild::{Progress, RebuildError, RebuildReport};
 pub use runner::{Answer, Checkpoint, Instance, QueryError, Runner, Served};
 pub use serving::{ReadModels, PROJECTION_NAMES};

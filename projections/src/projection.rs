@@ -7,6 +7,33 @@ use ledger::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::catalog::{Catalog, EventIds};
+
+/// The events the models read nothing of but ids (`AppliedEvent::ids`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdsOnly {
+    /// `RecordUploaded` or `RemixUploaded`.
+    Upload,
+    /// `SourceCited`.
+    Citation,
+    /// `RecordIncluded`.
+    Inclusion,
+    /// `MemberRegistered`.
+    Registration,
+    /// `CommentPosted` on a record.
+    RecordComment,
+}
+
+/// What the models get of an event's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fact {
+    /// Decoded in full.
+    Event(DomainEvent),
+    /// Decoded in place for its ids alone (the runner's path, `Catalog::decode_views`):
+    /// most of a log, and no `String` per id.
+    Ids(IdsOnly),
+}
+
 /// One event as a projection sees it: decoded (upcast) once, with the envelope fields read
 /// models use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +43,10 @@ pub struct AppliedEvent {
     /// The event's link in the hash chain: a snapshot names it, so it is only loaded on top
     /// of the very log it was taken from.
     pub hash: Hash32,
-    pub event: DomainEvent,
+    pub fact: Fact,
+    /// The event's ids as the catalog numbers them: set by `Catalog::resolve` (the runner
+    /// does it once for every model), empty after `decode`.
+    pub ids: EventIds,
 }
 
 impl AppliedEvent {
@@ -27,11 +57,12 @@ impl AppliedEvent {
             position: recorded.position,
             recorded_at: recorded.recorded_at,
             hash: recorded.hash,
-            event: DomainEvent::decode(
+            fact: Fact::Event(DomainEvent::decode(
                 recorded.event_type.as_str(),
                 recorded.schema_version,
                 &recorded.payload,
-            )?,
+            )?),
+            ids: EventIds::default(),
         })
     }
 
@@ -44,29 +75,88 @@ impl AppliedEvent {
             position: view.position(),
             recorded_at: view.recorded_at(),
             hash: view.hash(),
-            event: DomainEvent::decode(view.event_type(), view.schema_version(), view.payload())?,
+            fact: Fact::Event(DomainEvent::decode(
+                view.event_type(),
+                view.schema_version(),
+                view.payload(),
+            )?),
+            ids: EventIds::default(),
         })
+    }
+
+    /// An event decoded in full, with its ids not resolved yet.
+    pub fn new(
+        position: Position,
+        recorded_at: Timestamp,
+        hash: Hash32,
+        event: DomainEvent,
+    ) -> AppliedEvent {
+        AppliedEvent {
+            position,
+            recorded_at,
+            hash,
+            fact: Fact::Event(event),
+            ids: EventIds::default(),
+        }
+    }
+
+    /// The event decoded in full, unless it came as ids alone.
+    pub fn event(&self) -> Option<&DomainEvent> {
+        match &self.fact {
+            Fact::Event(event) => Some(event),
+            Fact::Ids(_) => None,
+        }
+    }
+
+    /// Which of the events read for their ids alone this is, however it was decoded: a
+    /// model handles these from `ids`, the rest from `event`.
+    pub fn ids_only(&self) -> Option<IdsOnly> {
+        use ledger::domain::events::CommentTarget;
+        match &self.fact {
+            Fact::Ids(kind) => Some(*kind),
+            Fact::Event(DomainEvent::RecordUploaded(_) | DomainEvent::RemixUploaded(_)) => {
+                Some(IdsOnly::Upload)
+            }
+            Fact::Event(DomainEvent::SourceCited(_)) => Some(IdsOnly::Citation),
+            Fact::Event(DomainEvent::RecordIncluded(_)) => Some(IdsOnly::Inclusion),
+            Fact::Event(DomainEvent::MemberRegistered(_)) => Some(IdsOnly::Registration),
+            Fact::Event(DomainEvent::CommentPosted(e))
+                if matches!(e.target, CommentTarget::Record(_)) =>
+            {
+                Some(IdsOnly::RecordComment)
+            }
+            Fact::Event(_) => None,
+        }
     }
 }
 
 /// A read model. `apply` is pure and infallible: events are facts the decider checked, so
 /// an event a model cannot place (e.g. about an unknown record) is ignored, never an error.
 ///
+/// A model keeps ids as the numbers of the catalog it was made with (`crate::catalog`),
+/// reads them from `AppliedEvent::ids`, and names them through that catalog in queries.
+///
 /// `encode` must be deterministic (no hash-map iteration order): two instances that applied
 /// the same events encode to the same bytes, which is what the tests compare.
-pub trait Projection: Default + Send + Sync + 'static {
+pub trait Projection: Sized + Send + Sync + 'static {
     /// Names the projection in snapshots, on the command line and in logs.
     const NAME: &'static str;
     /// Bumped whenever the stored form or the meaning of the model changes: snapshots of
     /// another version are ignored and the model is rebuilt from the log.
     const SCHEMA_VERSION: u32;
 
+    /// An empty model numbering ids by `catalog`.
+    fn new(catalog: Catalog) -> Self;
+
+    /// Applies an event whose ids `catalog` resolved (the catalog this model was made with).
     fn apply(&mut self, event: &AppliedEvent);
 
-    /// The snapshot content.
+    /// The snapshot content: catalog numbers, not strings.
     fn encode(&self) -> Vec<u8>;
 
-    fn decode(bytes: &[u8]) -> Result<Self, String>;
+    /// A model from its snapshot content, onto a catalog at or past the snapshot's position
+    /// (every number it holds must be in the catalog).
+    fn decode(bytes: &[u8], catalog: Catalog) -> Result<Self, String>;
 }
 
 pub(crate) fn encode_serde<T: Serialize>(value: &T) -> Vec<u8> {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ledger::store::{EventStore, Position};
 use thiserror::Error;
 
+use crate::catalog::Catalog;
 use crate::projection::Projection;
 use crate::runner::{Checkpoint, Feed, Instance, Runner, Served};
 
@@ -56,7 +57,8 @@ pub enum RebuildError {
 /// A projection that can be rebuilt: makes a fresh instance, and later switches to it.
 pub trait Rebuild: Send + Sync {
     fn name(&self) -> &'static str;
-    fn prepare(&self) -> Box<dyn PreparedSwitch>;
+    /// A fresh instance numbering its ids by `catalog`.
+    fn prepare(&self, catalog: &Catalog) -> Box<dyn PreparedSwitch>;
 }
 
 /// A fresh instance waiting to be switched in.
@@ -90,10 +92,10 @@ impl<P: Projection> Rebuild for Arc<Served<P>> {
         P::NAME
     }
 
-    fn prepare(&self) -> Box<dyn PreparedSwitch> {
+    fn prepare(&self, catalog: &Catalog) -> Box<dyn PreparedSwitch> {
         Box::new(Prepared {
             served: Arc::clone(self),
-            instance: Instance::new(P::default(), Checkpoint::default()),
+            instance: Instance::new(P::new(catalog.clone()), Checkpoint::default()),
         })
     }
 }
@@ -101,18 +103,24 @@ impl<P: Projection> Rebuild for Arc<Served<P>> {
 /// Rebuilds `targets` from the first event, calling `on_progress` after every step of the
 /// catch-up, and switches each to its new instance once all have reached the head. The
 /// returned runner keeps the new instances current; the caller owns it from then on.
+///
+/// The new instances share `catalog` with the serving ones: it numbers every event's ids
+/// as a fresh catalog would (see `crate::catalog`), so the rebuild only looks up ids it
+/// already has, and the catalog's memory is not taken twice.
 pub async fn rebuild<S: EventStore + ?Sized>(
     store: Arc<S>,
     targets: &[&dyn Rebuild],
+    catalog: &Catalog,
     mut on_progress: impl FnMut(&Progress) + Send,
 ) -> Result<(RebuildReport, Runner), RebuildError> {
     let projections: Vec<&'static str> = targets.iter().map(|t| t.name()).collect();
-    let prepared: Vec<Box<dyn PreparedSwitch>> = targets.iter().map(|t| t.prepare()).collect();
+    let prepared: Vec<Box<dyn PreparedSwitch>> =
+        targets.iter().map(|t| t.prepare(catalog)).collect();
     let feeds: Vec<Arc<dyn Feed>> = prepared.iter().map(|p| p.feed()).collect();
     let mut watches: Vec<_> = feeds.iter().map(|feed| feed.subscribe()).collect();
     let mut head = store.watch_head();
     let started = Instant::now();
-    let runner = Runner::spawn(Arc::clone(&store), feeds.clone());
+    let runner = Runner::spawn(Arc::clone(&store), feeds.clone(), catalog.clone());
     let progress = |position: Position, head: Position, switched: bool| {
         let elapsed = started.elapsed();
         let events_per_second = position as f64 / elapsed.as_secs_f64().max(1e-9);

@@ -1,6 +1,7 @@
 //! The projection runner: one task reads the store's subscription, decodes each event once
-//! and applies it to every instance it feeds, then publishes each instance's checkpoint
-//! (the last applied position) on a `watch` channel. Queries wait on that channel for the
+//! and numbers its ids in the shared catalog (`crate::catalog`), applies it to every
+//! instance it feeds, then publishes each instance's checkpoint (the last applied
+//! position) on a `watch` channel. Queries wait on that channel for the
 //! position they need (read-your-writes), bounded by a deadline — no polling, no sleeps.
 //!
 //! An `Instance` is one copy of a read model with its checkpoint. A `Served` projection is
@@ -21,6 +22,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::catalog::Catalog;
 use crate::projection::{AppliedEvent, Projection};
 
 /// Events applied under one hold of an instance's write lock.
@@ -311,10 +313,15 @@ impl std::fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// Starts feeding `feeds` from the event after the lowest of their checkpoints.
-    pub fn spawn<S: EventStore + ?Sized>(store: Arc<S>, feeds: Vec<Arc<dyn Feed>>) -> Runner {
+    /// Starts feeding `feeds` from the event after the lowest of their checkpoints, each
+    /// event's ids resolved by `catalog` (the one the instances' models were made with).
+    pub fn spawn<S: EventStore + ?Sized>(
+        store: Arc<S>,
+        feeds: Vec<Arc<dyn Feed>>,
+        catalog: Catalog,
+    ) -> Runner {
         let (shutdown, stop) = watch::channel(false);
-        let task = tokio::spawn(run(store, feeds, stop));
+        let task = tokio::spawn(run(store, feeds, catalog, stop));
         Runner { shutdown, task }
     }
 
@@ -437,11 +444,13 @@ const DECODED_BATCHES_QUEUED_MAX: usize = 2;
 /// A batch read and decoded, or why reading stopped (after the events before the failure).
 type Decoded = (Vec<AppliedEvent>, Option<String>);
 
-/// Reads the subscription in batches and decodes each event once, in place (no owned
-/// envelope in between), ahead of the applier.
+/// Reads the subscription in batches, decodes each event once, in place (no owned
+/// envelope in between; the ids of most events borrowed, not copied), and resolves its ids
+/// in the catalog, ahead of the applier.
 async fn read_and_decode<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: Position,
+    catalog: Catalog,
     decoded: tokio::sync::mpsc::Sender<Decoded>,
 ) {
     let mut subscription = subscribe_batches(store, from);
@@ -457,18 +466,16 @@ async fn read_and_decode<S: EventStore + ?Sized>(
         };
         let mut events = Vec::with_capacity(batch.len());
         let mut failure = None;
-        for view in batch.iter() {
-            match AppliedEvent::decode_view(&view) {
-                Ok(event) => events.push(event),
-                Err(error) => {
-                    let reason = format!(
-                        "event at position {} does not decode: {error}",
-                        view.position()
-                    );
-                    tracing::error!(%reason, "projection runner stopped");
-                    failure = Some(reason);
-                    break;
-                }
+        let mut views = batch.iter();
+        while events.len() < batch.len() {
+            // One write lock of the catalog per chunk: queries naming ids wait one chunk at
+            // most.
+            let chunk = views.by_ref().take(APPLY_CHUNK_EVENTS_MAX);
+            if let Err((position, error)) = catalog.decode_views(chunk, &mut events) {
+                let reason = format!("event at position {position} does not decode: {error}");
+                tracing::error!(%reason, "projection runner stopped");
+                failure = Some(reason);
+                break;
             }
         }
         let stopping = failure.is_some();
@@ -495,6 +502,7 @@ fn appliers(feeds: Vec<Arc<dyn Feed>>) -> Result<Vec<Applier>, String> {
 async fn run<S: EventStore + ?Sized>(
     store: Arc<S>,
     feeds: Vec<Arc<dyn Feed>>,
+    catalog: Catalog,
     mut stop: watch::Receiver<bool>,
 ) {
     let from = feeds.iter().map(|feed| feed.position()).min().unwrap_or(0) + 1;
@@ -510,7 +518,7 @@ async fn run<S: EventStore + ?Sized>(
     };
     drop(feeds);
     let (sender, mut decoded) = tokio::sync::mpsc::channel(DECODED_BATCHES_QUEUED_MAX);
-    let reader = tokio::spawn(read_and_decode(store, from, sender));
+    let reader = tokio::spawn(read_and_decode(store, from, catalog, sender));
     let stopped = loop {
         // Dropping a retired instance's applier ends its thread and frees the model.
         appliers.retain(|applier| !applier.feed.is_retired());

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use ledger::store::EventStore;
 
 use crate::allocation::Allocations;
+use crate::catalog::Catalog;
 use crate::credits::Credits;
 use crate::family_tree::FamilyTree;
 use crate::projection::Projection;
@@ -39,6 +40,9 @@ pub struct ReadModels {
     /// Each keeps some of the instances current; a runner whose instances were all
     /// switched out ends by itself.
     runners: Mutex<Vec<Runner>>,
+    /// The ids of all four, resolved once per event; rebuilt instances share it (it numbers
+    /// the log as a fresh one would), so it lives as long as the read models.
+    catalog: Catalog,
     snapshot_directory: Option<PathBuf>,
     started: Vec<Started>,
 }
@@ -46,9 +50,10 @@ pub struct ReadModels {
 async fn instance<P: Projection, S: EventStore + ?Sized>(
     directory: Option<&Path>,
     store: &Arc<S>,
+    catalog: &Catalog,
 ) -> (Arc<Instance<P>>, Started) {
     let loaded = match directory {
-        Some(directory) => snapshot::load::<P, S>(directory, store).await,
+        Some(directory) => snapshot::load::<P, S>(directory, store, catalog).await,
         None => Err(Skipped::Missing),
     };
     match loaded {
@@ -71,7 +76,7 @@ async fn instance<P: Projection, S: EventStore + ?Sized>(
                 tracing::warn!(projection = P::NAME, %reason, "snapshot ignored; rebuilding from the log");
             }
             (
-                Instance::new(P::default(), Checkpoint::default()),
+                Instance::new(P::new(catalog.clone()), Checkpoint::default()),
                 Started {
                     projection: P::NAME,
                     snapshot: None,
@@ -82,30 +87,47 @@ async fn instance<P: Projection, S: EventStore + ?Sized>(
 }
 
 impl ReadModels {
-    /// Loads each projection from its snapshot in `snapshot_directory` where usable (else
-    /// from the first event) and starts one runner feeding all of them.
+    /// Loads the catalog and each projection from their snapshots in `snapshot_directory`
+    /// where usable (else from the first event) and starts one runner feeding all of them.
     pub async fn start<S: EventStore + ?Sized>(
         store: Arc<S>,
         snapshot_directory: Option<PathBuf>,
     ) -> ReadModels {
         let directory = snapshot_directory.as_deref();
-        let (family_tree, a) = instance::<FamilyTree, S>(directory, &store).await;
-        let (allocations, b) = instance::<Allocations, S>(directory, &store).await;
-        let (credits, c) = instance::<Credits, S>(directory, &store).await;
-        let (statements, d) = instance::<Statements, S>(directory, &store).await;
+        let loaded = match directory {
+            Some(directory) => snapshot::load_catalog(directory, &store).await,
+            None => Err(Skipped::Missing),
+        };
+        let catalog = match loaded {
+            Ok((catalog, checkpoint)) => {
+                tracing::info!(position = checkpoint.position, "loaded the id catalog");
+                catalog
+            }
+            Err(skipped) => {
+                if let Skipped::Unusable(reason) = skipped {
+                    tracing::warn!(%reason, "id catalog snapshot ignored; every projection is rebuilt from the log");
+                }
+                Catalog::new()
+            }
+        };
+        let (family_tree, a) = instance::<FamilyTree, S>(directory, &store, &catalog).await;
+        let (allocations, b) = instance::<Allocations, S>(directory, &store, &catalog).await;
+        let (credits, c) = instance::<Credits, S>(directory, &store, &catalog).await;
+        let (statements, d) = instance::<Statements, S>(directory, &store, &catalog).await;
         let feeds: Vec<Arc<dyn Feed>> = vec![
             Arc::clone(&family_tree) as Arc<dyn Feed>,
             Arc::clone(&allocations) as Arc<dyn Feed>,
             Arc::clone(&credits) as Arc<dyn Feed>,
             Arc::clone(&statements) as Arc<dyn Feed>,
         ];
-        let runner = Runner::spawn(store, feeds);
+        let runner = Runner::spawn(store, feeds, catalog.clone());
         ReadModels {
             family_tree: Served::new(family_tree),
             allocations: Served::new(allocations),
             credits: Served::new(credits),
             statements: Served::new(statements),
             runners: Mutex::new(vec![runner]),
+            catalog,
             snapshot_directory,
             started: vec![a, b, c, d],
         }
@@ -114,6 +136,11 @@ impl ReadModels {
     /// How each projection started.
     pub fn started(&self) -> &[Started] {
         &self.started
+    }
+
+    /// The id catalog every instance, serving or being rebuilt, numbers its ids by.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     fn target(&self, name: &str) -> Result<&dyn Rebuild, RebuildError> {
@@ -145,14 +172,16 @@ impl ReadModels {
                 targets.push(target);
             }
         }
-        let (report, runner) = rebuild::rebuild(store, &targets, on_progress).await?;
+        let (report, runner) =
+            rebuild::rebuild(store, &targets, &self.catalog, on_progress).await?;
         let mut runners = self.runners.lock().expect("never poisoned");
         runners.retain(|runner| !runner.is_finished());
         runners.push(runner);
         Ok(report)
     }
 
-    /// Writes a snapshot of every serving instance into the snapshot directory.
+    /// Writes a snapshot of every serving instance into the snapshot directory, then the
+    /// catalog's (last: it must be at or past every model's position).
     pub async fn write_snapshots(&self) -> Result<Vec<(PathBuf, Checkpoint)>, SnapshotError> {
         let Some(directory) = &self.snapshot_directory else {
             return Ok(Vec::new());
@@ -162,10 +191,12 @@ impl ReadModels {
             snapshot::save(directory, &self.allocations.instance()).await?,
             snapshot::save(directory, &self.credits.instance()).await?,
             snapshot::save(directory, &self.statements.instance()).await?,
+            snapshot::save_catalog(directory, &self.catalog).await?,
         ])
     }
 
-    /// Writes the snapshot of one projection.
+    /// Writes the snapshot of one projection, then the catalog's (which must be at or past
+    /// it).
     pub async fn write_snapshot(
         &self,
         name: &str,
@@ -173,13 +204,15 @@ impl ReadModels {
         let Some(directory) = &self.snapshot_directory else {
             return Ok(None);
         };
-        Ok(Some(match name {
+        let saved = match name {
             FamilyTree::NAME => snapshot::save(directory, &self.family_tree.instance()).await?,
             Allocations::NAME => snapshot::save(directory, &self.allocations.instance()).await?,
             Credits::NAME => snapshot::save(directory, &self.credits.instance()).await?,
             Statements::NAME => snapshot::save(directory, &self.statements.instance()).await?,
             _ => return Ok(None),
-        }))
+        };
+        snapshot::save_catalog(directory, &self.catalog).await?;
+        Ok(Some(saved))
     }
 
     /// Stops every runner; the instances keep what they applied.

@@ -15,6 +15,10 @@
 //!
 //! A snapshot that is missing, of another schema version, damaged, or of another log is
 //! not an error for the caller: it is logged and the model is rebuilt from the log.
+//!
+//! The id catalog (`crate::catalog`) has a snapshot of its own, `catalog.snapshot`, in the
+//! same format. Models hold its numbers, so a model's snapshot is used only with a catalog
+//! at or past the model's position; without a usable catalog every model is rebuilt.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -25,6 +29,7 @@ use ledger::store::{EventStore, Hash32};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::catalog::{self, Catalog};
 use crate::projection::Projection;
 use crate::runner::{Checkpoint, Instance};
 
@@ -138,25 +143,56 @@ pub fn read(path: &Path) -> Result<Option<(SnapshotHeader, Vec<u8>)>, SnapshotEr
     Ok(Some((header, content)))
 }
 
-/// Encodes the serving state of `instance` and writes it to `directory`.
-pub async fn save<P: Projection>(
+/// Writes `content` as the snapshot of `name` at `checkpoint`, off the runtime's threads.
+async fn save_content(
     directory: &Path,
-    instance: &Instance<P>,
-) -> Result<(PathBuf, Checkpoint), SnapshotError> {
-    // Encoding holds the read lock (the runner waits, queries do not); writing does not.
-    let (content, checkpoint) = instance.read(|model, checkpoint| (model.encode(), checkpoint));
+    name: &str,
+    schema_version: u32,
+    checkpoint: Checkpoint,
+    content: Vec<u8>,
+) -> Result<PathBuf, SnapshotError> {
     let header = SnapshotHeader {
-        name: P::NAME.to_string(),
-        schema_version: P::SCHEMA_VERSION,
+        name: name.to_string(),
+        schema_version,
         position: checkpoint.position,
         position_hash: checkpoint.hash.0,
         content_bytes: content.len() as u64,
         content_blake3: *blake3::hash(&content).as_bytes(),
     };
     let directory = directory.to_path_buf();
-    let path = tokio::task::spawn_blocking(move || write(&directory, &header, &content))
+    tokio::task::spawn_blocking(move || write(&directory, &header, &content))
         .await
-        .expect("writing a snapshot does not panic")?;
+        .expect("writing a snapshot does not panic")
+}
+
+/// Encodes the serving state of `instance` and writes it to `directory`. Write the
+/// catalog's (`save_catalog`) after the models': a model loads only with a catalog at or
+/// past its position.
+pub async fn save<P: Projection>(
+    directory: &Path,
+    instance: &Instance<P>,
+) -> Result<(PathBuf, Checkpoint), SnapshotError> {
+    // Encoding holds the read lock (the runner waits, queries do not); writing does not.
+    let (content, checkpoint) = instance.read(|model, checkpoint| (model.encode(), checkpoint));
+    let path = save_content(directory, P::NAME, P::SCHEMA_VERSION, checkpoint, content).await?;
+    Ok((path, checkpoint))
+}
+
+/// Writes the catalog's snapshot, at the last event it resolved.
+pub async fn save_catalog(
+    directory: &Path,
+    catalog: &Catalog,
+) -> Result<(PathBuf, Checkpoint), SnapshotError> {
+    let (content, position, hash) = catalog.encode();
+    let checkpoint = Checkpoint { position, hash };
+    let path = save_content(
+        directory,
+        catalog::NAME,
+        catalog::SCHEMA_VERSION,
+        checkpoint,
+        content,
+    )
+    .await?;
     Ok((path, checkpoint))
 }
 
@@ -167,14 +203,16 @@ pub enum Skipped {
     Unusable(String),
 }
 
-/// Loads `P`'s snapshot from `directory` if it is usable on top of `store`'s log: right
-/// name and schema version, intact, and taken at a position whose event in this log has
-/// the recorded hash.
-pub async fn load<P: Projection, S: EventStore + ?Sized>(
+/// Reads the snapshot of `name` from `directory` if it is usable on top of `store`'s log:
+/// right name and schema version, intact, and taken at a position whose event in this log
+/// has the recorded hash.
+async fn load_content<S: EventStore + ?Sized>(
     directory: &Path,
+    name: &str,
+    schema_version: u32,
     store: &Arc<S>,
-) -> Result<(P, Checkpoint), Skipped> {
-    let path = snapshot_path(directory, P::NAME);
+) -> Result<(Vec<u8>, Checkpoint), Skipped> {
+    let path = snapshot_path(directory, name);
     let read_path = path.clone();
     let (header, content) = match tokio::task::spawn_blocking(move || read(&read_path))
         .await
@@ -185,14 +223,13 @@ pub async fn load<P: Projection, S: EventStore + ?Sized>(
         Err(error) => return Err(Skipped::Unusable(error.to_string())),
     };
     let unusable = |reason: String| Skipped::Unusable(format!("{}: {reason}", path.display()));
-    if header.name != P::NAME {
+    if header.name != name {
         return Err(unusable(format!("it is a snapshot of {}", header.name)));
     }
-    if header.schema_version != P::SCHEMA_VERSION {
+    if header.schema_version != schema_version {
         return Err(unusable(format!(
-            "schema version {} is not this code's {}",
+            "schema version {} is not this code's {schema_version}",
             header.schema_version,
-            P::SCHEMA_VERSION
         )));
     }
     let checkpoint = Checkpoint {
@@ -221,6 +258,53 @@ pub async fn load<P: Projection, S: EventStore + ?Sized>(
             }
         }
     }
-    let model = P::decode(&content).map_err(unusable)?;
+    Ok((content, checkpoint))
+}
+
+/// Loads `P`'s snapshot from `directory` onto `catalog` if it is usable on top of `store`'s
+/// log (see `load_content`) and `catalog` has resolved the log at least as far (else the
+/// model may hold numbers the catalog does not have).
+pub async fn load<P: Projection, S: EventStore + ?Sized>(
+    directory: &Path,
+    store: &Arc<S>,
+    catalog: &Catalog,
+) -> Result<(P, Checkpoint), Skipped> {
+    let (content, checkpoint) = load_content(directory, P::NAME, P::SCHEMA_VERSION, store).await?;
+    let unusable = |reason: String| {
+        Skipped::Unusable(format!(
+            "{}: {reason}",
+            snapshot_path(directory, P::NAME).display()
+        ))
+    };
+    let (resolved, _) = catalog.resolved();
+    if checkpoint.position > resolved {
+        return Err(unusable(format!(
+            "taken at position {}, past the catalog's {resolved}",
+            checkpoint.position
+        )));
+    }
+    let model = P::decode(&content, catalog.clone()).map_err(unusable)?;
     Ok((model, checkpoint))
+}
+
+/// Loads the catalog's snapshot from `directory` if it is usable on top of `store`'s log.
+pub async fn load_catalog<S: EventStore + ?Sized>(
+    directory: &Path,
+    store: &Arc<S>,
+) -> Result<(Catalog, Checkpoint), Skipped> {
+    let (content, checkpoint) =
+        load_content(directory, catalog::NAME, catalog::SCHEMA_VERSION, store).await?;
+    let unusable = |reason: String| {
+        Skipped::Unusable(format!(
+            "{}: {reason}",
+            snapshot_path(directory, catalog::NAME).display()
+        ))
+    };
+    let catalog = Catalog::decode(&content).map_err(unusable)?;
+    if catalog.resolved() != (checkpoint.position, checkpoint.hash) {
+        return Err(unusable(
+            "its content and its header name different positions".to_string(),
+        ));
+    }
+    Ok((catalog, checkpoint))
 }

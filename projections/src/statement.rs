@@ -2,16 +2,17 @@
 //! member's records; the remixes of their records and the citations of their work.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ledger::dag::NodeId;
 use ledger::domain::events::{DomainEvent, Line, PayoutFor};
-use ledger::domain::ids::{DistributionId, MemberId, PayoutId, RecordId};
+use ledger::domain::ids::{MemberId, PayoutId, RecordId};
 use ledger::money::Money;
 use ledger::store::Position;
 use serde::{Deserialize, Serialize};
 
-use crate::interner::Interner;
-use crate::projection::{decode_serde, encode_serde, AppliedEvent, Projection};
+use crate::catalog::{Catalog, Names};
+use crate::projection::{decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection};
 
 /// Where a payout stands: its current attempt's outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +64,50 @@ pub struct MemberStatement {
     pub citations: Vec<Derivation>,
 }
 
+/// A distribution's line, shared by its current lines and every payout issued for it: a
+/// payout takes a reference, not a copy of the member, rationale and record ids. Stored as
+/// the line itself (sharing is not kept across a snapshot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SharedLine(Arc<Line>);
+
+impl Serialize for SharedLine {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedLine {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Line::deserialize(deserializer).map(|line| SharedLine(Arc::new(line)))
+    }
+}
+
+/// A `StatementPayout` as kept: its line shared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PayoutEntry {
+    payout_id: PayoutId,
+    amount: Money,
+    paid_for: PayoutFor,
+    line: Option<SharedLine>,
+    state: PayoutState,
+    attempt: u32,
+    issued_at_position: Position,
+}
+
+impl PayoutEntry {
+    fn view(&self) -> StatementPayout {
+        StatementPayout {
+            payout_id: self.payout_id.clone(),
+            amount: self.amount,
+            paid_for: self.paid_for.clone(),
+            line: self.line.as_ref().map(|line| Line::clone(&line.0)),
+            state: self.state.clone(),
+            attempt: self.attempt,
+            issued_at_position: self.issued_at_position,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct MemberEntry {
     records: Vec<NodeId>,
@@ -72,140 +117,186 @@ struct MemberEntry {
     payouts: Vec<u32>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Records, members, distributions and payouts are the catalog's numbers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Statements {
-    members: Interner,
-    member_entries: Vec<MemberEntry>,
-    records: Interner,
-    /// Indexed by record node.
+    /// Not stored: the model is decoded onto the catalog it is handed.
+    #[serde(skip)]
+    catalog: Catalog,
+    /// Indexed by member: `None` for a member this model has not met (registered,
+    /// contributing or paid).
+    member_entries: Vec<Option<MemberEntry>>,
+    /// Indexed by record.
     contributors: Vec<u32>,
     withdrawn: Vec<bool>,
-    payout_ids: Interner,
-    payouts: Vec<(u32, StatementPayout)>,
-    /// The current lines of each distribution by member, so a payout names its line.
-    lines: BTreeMap<DistributionId, BTreeMap<MemberId, Line>>,
+    /// Indexed by payout: the payee and the payout.
+    payouts: Vec<(u32, PayoutEntry)>,
+    /// Indexed by distribution: its current lines by member, so a payout names its line.
+    lines: Vec<Option<BTreeMap<MemberId, SharedLine>>>,
 }
 
 impl Statements {
-    fn member_index(&mut self, member: &MemberId) -> u32 {
-        let index = self.members.intern(member.as_str());
-        if index as usize == self.member_entries.len() {
-            self.member_entries.push(MemberEntry::default());
+    fn member_entry(&mut self, member: u32) -> &mut MemberEntry {
+        let index = member as usize;
+        if self.member_entries.len() <= index {
+            self.member_entries.resize(index + 1, None);
         }
-        index
+        self.member_entries[index].get_or_insert_with(MemberEntry::default)
     }
 
-    fn record_id(&self, node: NodeId) -> RecordId {
-        RecordId::new(self.records.resolve(node)).expect("only valid ids are interned")
+    fn known_record(&self, record: Option<u32>) -> Option<NodeId> {
+        record.filter(|record| (*record as usize) < self.contributors.len())
     }
 
-    fn derivation(&self, (record, source): (NodeId, NodeId)) -> Derivation {
+    fn known_payout(&self, payout: Option<u32>) -> Option<usize> {
+        payout
+            .map(|payout| payout as usize)
+            .filter(|payout| *payout < self.payouts.len())
+    }
+
+    fn derivation(&self, names: &Names, (record, source): (NodeId, NodeId)) -> Derivation {
         Derivation {
-            source: self.record_id(source),
-            record: self.record_id(record),
-            contributor: MemberId::new(self.members.resolve(self.contributors[record as usize]))
-                .expect("only valid ids are interned"),
+            source: record_id(names, source),
+            record: record_id(names, record),
+            contributor: MemberId::new(names.member(self.contributors[record as usize]))
+                .expect("only valid ids are numbered"),
         }
     }
 
     pub fn member(&self, member: &MemberId) -> Option<MemberStatement> {
-        let index = self.members.get(member.as_str())?;
-        let entry = &self.member_entries[index as usize];
+        let names = self.catalog.read();
+        let index = names.member_number(member.as_str())?;
+        let entry = self.member_entries.get(index as usize)?.as_ref()?;
         Some(MemberStatement {
             member: member.clone(),
             payouts: entry
                 .payouts
                 .iter()
-                .map(|payout| self.payouts[*payout as usize].1.clone())
+                .map(|payout| self.payouts[*payout as usize].1.view())
                 .collect(),
             records: entry
                 .records
                 .iter()
                 .map(|node| StatementRecord {
-                    record: self.record_id(*node),
+                    record: record_id(&names, *node),
                     withdrawn: self.withdrawn[*node as usize],
                 })
                 .collect(),
-            remixes: entry.remixes.iter().map(|d| self.derivation(*d)).collect(),
+            remixes: entry
+                .remixes
+                .iter()
+                .map(|d| self.derivation(&names, *d))
+                .collect(),
             citations: entry
                 .citations
                 .iter()
-                .map(|d| self.derivation(*d))
+                .map(|d| self.derivation(&names, *d))
                 .collect(),
         })
     }
 
-    fn add_record(&mut self, record: &RecordId, contributor: &MemberId, sources: &[RecordId]) {
-        let Ok(node) = self.records.insert(record.as_str()) else {
+    fn add_record(&mut self, record: u32, contributor: u32, sources: &[u32]) {
+        if record as usize != self.contributors.len() {
             return;
-        };
-        let member = self.member_index(contributor);
-        self.contributors.push(member);
+        }
+        self.contributors.push(contributor);
         self.withdrawn.push(false);
-        self.member_entries[member as usize].records.push(node);
+        self.member_entry(contributor).records.push(record);
         for source in sources {
-            if let Some(source) = self.records.get(source.as_str()) {
-                let owner = self.contributors[source as usize];
-                self.member_entries[owner as usize]
-                    .remixes
-                    .push((node, source));
-            }
+            let owner = self.contributors[*source as usize];
+            self.member_entry(owner).remixes.push((record, *source));
         }
     }
 
-    fn payout_mut(&mut self, payout_id: &PayoutId) -> Option<&mut StatementPayout> {
-        let index = self.payout_ids.get(payout_id.as_str())?;
-        Some(&mut self.payouts[index as usize].1)
+    fn lines_mut(
+        &mut self,
+        distribution: Option<u32>,
+    ) -> Option<&mut BTreeMap<MemberId, SharedLine>> {
+        self.lines.get_mut(distribution? as usize)?.as_mut()
     }
 }
 
-fn upsert_lines(current: &mut BTreeMap<MemberId, Line>, lines: &[Line]) {
+fn record_id(names: &Names, node: NodeId) -> RecordId {
+    RecordId::new(names.record(node)).expect("only valid ids are numbered")
+}
+
+fn upsert_lines(current: &mut BTreeMap<MemberId, SharedLine>, lines: &[Line]) {
     for line in lines {
-        current.insert(line.member.clone(), line.clone());
+        current.insert(line.member.clone(), SharedLine(Arc::new(line.clone())));
     }
 }
 
 impl Projection for Statements {
     const NAME: &'static str = "statements";
-    const SCHEMA_VERSION: u32 = 1;
+    /// 2: ids are the catalog's numbers.
+    const SCHEMA_VERSION: u32 = 2;
+
+    fn new(catalog: Catalog) -> Statements {
+        Statements {
+            catalog,
+            member_entries: Vec::new(),
+            contributors: Vec::new(),
+            withdrawn: Vec::new(),
+            payouts: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
 
     fn apply(&mut self, applied: &AppliedEvent) {
-        match &applied.event {
-            DomainEvent::MemberRegistered(e) => {
-                self.member_index(&e.member_id);
-            }
-            DomainEvent::RecordUploaded(e) => self.add_record(&e.record_id, &e.contributor, &[]),
-            DomainEvent::RemixUploaded(e) => {
-                self.add_record(&e.record_id, &e.contributor, &e.sources)
-            }
-            DomainEvent::SourceCited(e) => {
-                if let (Some(record), Some(source)) = (
-                    self.records.get(e.record_id.as_str()),
-                    self.records.get(e.source_id.as_str()),
-                ) {
-                    let owner = self.contributors[source as usize];
-                    self.member_entries[owner as usize]
-                        .citations
-                        .push((record, source));
+        let ids = &applied.ids;
+        match applied.ids_only() {
+            Some(IdsOnly::Registration) => {
+                if let Some(member) = ids.member {
+                    self.member_entry(member);
                 }
+                return;
             }
-            DomainEvent::RecordWithdrawn(e) => {
-                if let Some(node) = self.records.get(e.record_id.as_str()) {
+            Some(IdsOnly::Upload) => {
+                if let (Some(record), Some(contributor)) = (ids.record, ids.member) {
+                    self.add_record(record, contributor, &ids.sources);
+                }
+                return;
+            }
+            Some(IdsOnly::Citation) => {
+                if let (Some(record), Some(source)) =
+                    (self.known_record(ids.record), self.known_record(ids.source))
+                {
+                    let owner = self.contributors[source as usize];
+                    self.member_entry(owner).citations.push((record, source));
+                }
+                return;
+            }
+            Some(IdsOnly::Inclusion | IdsOnly::RecordComment) => return,
+            None => {}
+        }
+        let Some(event) = applied.event() else {
+            return;
+        };
+        match event {
+            DomainEvent::RecordWithdrawn(_) => {
+                if let Some(node) = self.known_record(ids.record) {
                     self.withdrawn[node as usize] = true;
                 }
             }
             DomainEvent::AllocationProposed(e) => {
+                let Some(distribution) = ids.distribution else {
+                    return;
+                };
                 let mut lines = BTreeMap::new();
                 upsert_lines(&mut lines, &e.lines);
-                self.lines.insert(e.distribution_id.clone(), lines);
+                let index = distribution as usize;
+                if self.lines.len() <= index {
+                    self.lines.resize(index + 1, None);
+                }
+                self.lines[index] = Some(lines);
             }
             DomainEvent::AllocationLinesContinued(e) => {
-                if let Some(current) = self.lines.get_mut(&e.distribution_id) {
+                if let Some(current) = self.lines_mut(ids.distribution) {
                     upsert_lines(current, &e.lines);
                 }
             }
             DomainEvent::AllocationAmended(e) => {
-                if let Some(current) = self.lines.get_mut(&e.distribution_id) {
+                if let Some(current) = self.lines_mut(ids.distribution) {
                     for member in &e.removed {
                         current.remove(member);
                     }
@@ -213,21 +304,24 @@ impl Projection for Statements {
                 }
             }
             DomainEvent::PayoutIssued(e) => {
-                let Ok(index) = self.payout_ids.insert(e.payout_id.as_str()) else {
+                let (Some(payout), Some(member)) = (ids.payout, ids.member) else {
                     return;
                 };
-                let member = self.member_index(&e.member);
+                if payout as usize != self.payouts.len() {
+                    return;
+                }
                 let line = match &e.payout_for {
-                    PayoutFor::Line { distribution_id } => self
+                    PayoutFor::Line { .. } => self
                         .lines
-                        .get(distribution_id)
+                        .get(ids.distribution.map_or(usize::MAX, |d| d as usize))
+                        .and_then(Option::as_ref)
                         .and_then(|lines| lines.get(&e.member))
                         .cloned(),
                     PayoutFor::LeadFee { .. } => None,
                 };
                 self.payouts.push((
                     member,
-                    StatementPayout {
+                    PayoutEntry {
                         payout_id: e.payout_id.clone(),
                         amount: e.amount,
                         paid_for: e.payout_for.clone(),
@@ -237,24 +331,25 @@ impl Projection for Statements {
                         issued_at_position: applied.position,
                     },
                 ));
-                self.member_entries[member as usize].payouts.push(index);
+                self.member_entry(member).payouts.push(payout);
             }
             DomainEvent::PayoutRetried(e) => {
-                if let Some(payout) = self.payout_mut(&e.payout_id) {
+                if let Some(payout) = self.known_payout(ids.payout) {
+                    let payout = &mut self.payouts[payout].1;
                     payout.state = PayoutState::Pending;
                     payout.attempt = e.attempt;
                 }
             }
             DomainEvent::PayoutSettled(e) => {
-                if let Some(payout) = self.payout_mut(&e.payout_id) {
-                    payout.state = PayoutState::Settled {
+                if let Some(payout) = self.known_payout(ids.payout) {
+                    self.payouts[payout].1.state = PayoutState::Settled {
                         reference: e.reference.clone(),
                     };
                 }
             }
             DomainEvent::PayoutFailed(e) => {
-                if let Some(payout) = self.payout_mut(&e.payout_id) {
-                    payout.state = PayoutState::Failed {
+                if let Some(payout) = self.known_payout(ids.payout) {
+                    self.payouts[payout].1.state = PayoutState::Failed {
                         reason: e.reason.clone(),
                     };
                 }
@@ -267,33 +362,39 @@ impl Projection for Statements {
         encode_serde(self)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Statements, String> {
-        let statements: Statements = decode_serde(bytes)?;
-        let records = statements.records.len();
-        let members = statements.members.len();
-        let ok = statements.member_entries.len() == members
-            && statements.contributors.len() == records
-            && statements.withdrawn.len() == records
-            && statements.payouts.len() == statements.payout_ids.len()
-            && statements
-                .contributors
-                .iter()
-                .all(|m| (*m as usize) < members)
-            && statements.member_entries.iter().all(|entry| {
+    fn decode(bytes: &[u8], catalog: Catalog) -> Result<Statements, String> {
+        let mut statements: Statements = decode_serde(bytes)?;
+        let records = statements.contributors.len();
+        let members = statements.member_entries.len();
+        let payouts = statements.payouts.len();
+        let met = |member: u32| {
+            statements
+                .member_entries
+                .get(member as usize)
+                .is_some_and(Option::is_some)
+        };
+        let ok = {
+            let names = catalog.read();
+            records <= names.record_count()
+                && members <= names.member_count()
+                && payouts <= names.payout_count()
+                && statements.lines.len() <= names.distribution_count()
+        } && statements.withdrawn.len() == records
+            && statements.contributors.iter().all(|m| met(*m))
+            && statements.payouts.iter().all(|(m, _)| met(*m))
+            && statements.member_entries.iter().flatten().all(|entry| {
                 entry.records.iter().all(|n| (*n as usize) < records)
                     && entry
                         .remixes
                         .iter()
                         .chain(&entry.citations)
                         .all(|(a, b)| (*a as usize) < records && (*b as usize) < records)
-                    && entry
-                        .payouts
-                        .iter()
-                        .all(|p| (*p as usize) < statements.payouts.len())
+                    && entry.payouts.iter().all(|p| (*p as usize) < payouts)
             });
         if !ok {
-            return Err("statements: arrays disagree".into());
+            return Err("statements: numbers beyond the records or the catalog".into());
         }
+        statements.catalog = catalog;
         Ok(statements)
     }
 }

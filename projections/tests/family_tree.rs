@@ -10,8 +10,15 @@ use ledger::store::Hash32;
 use ledger::time::Timestamp;
 use projections::family_tree::{FamilyTree, Lineage, LinkKind};
 use projections::walk::{walk, Direction};
-use projections::{AppliedEvent, Projection, WalkLimits};
+use projections::{AppliedEvent, Catalog, Projection, WalkLimits};
 use proptest::prelude::*;
+
+/// The event at `position` as the runner hands it over: ids resolved by `catalog`.
+fn resolved(catalog: &Catalog, position: u64, event: DomainEvent) -> AppliedEvent {
+    let mut applied = AppliedEvent::new(position, Timestamp(0), Hash32::GENESIS, event);
+    catalog.resolve(std::slice::from_mut(&mut applied));
+    applied
+}
 
 fn id(node: usize) -> RecordId {
     RecordId::new(format!("r{node}")).unwrap()
@@ -255,17 +262,13 @@ proptest! {
         depth_max in 0u32..5,
         nodes_max in 0usize..12,
     ) {
-        let mut tree = FamilyTree::default();
+        let catalog = Catalog::new();
+        let mut tree = FamilyTree::new(catalog.clone());
         let mut reference = Reference::default();
-        let mut position = 0;
+        let mut log = Vec::new();
         let mut apply = |tree: &mut FamilyTree, event: DomainEvent| {
-            position += 1;
-            tree.apply(&AppliedEvent {
-                position,
-                recorded_at: Timestamp(0),
-                hash: Hash32::GENESIS,
-                event,
-            });
+            log.push(event.clone());
+            tree.apply(&resolved(&catalog, log.len() as u64, event));
         };
         for (sources, citations) in steps {
             let node = reference.nodes;
@@ -303,15 +306,30 @@ proptest! {
         check(&tree, &reference, limits)?;
 
         // A snapshot round trip keeps every answer and the stored form itself.
-        let restored = FamilyTree::decode(&tree.encode()).unwrap();
+        let restored = FamilyTree::decode(&tree.encode(), catalog.clone()).unwrap();
         prop_assert_eq!(restored.encode(), tree.encode());
         check(&restored, &reference, limits)?;
+
+        // Onto a restored catalog, and replayed by a tree behind a catalog that has seen
+        // the whole log: the same numbers, the same tree.
+        let (bytes, _, _) = catalog.encode();
+        let restored_catalog = Catalog::decode(&bytes).unwrap();
+        let restored = FamilyTree::decode(&tree.encode(), restored_catalog.clone()).unwrap();
+        check(&restored, &reference, limits)?;
+        let mut behind = FamilyTree::new(restored_catalog.clone());
+        for (index, event) in log.into_iter().enumerate() {
+            behind.apply(&resolved(&restored_catalog, index as u64 + 1, event));
+        }
+        prop_assert_eq!(behind.encode(), tree.encode());
+        // A stored tree larger than its catalog is refused.
+        prop_assert!(FamilyTree::decode(&tree.encode(), Catalog::new()).is_err());
     }
 }
 
 #[test]
 fn a_withdrawn_record_stays_in_the_tree_and_is_marked() {
-    let mut tree = FamilyTree::default();
+    let catalog = Catalog::new();
+    let mut tree = FamilyTree::new(catalog.clone());
     for (position, event) in [
         upload_event(0, &[]),
         upload_event(1, &[0]),
@@ -323,12 +341,7 @@ fn a_withdrawn_record_stays_in_the_tree_and_is_marked() {
     .into_iter()
     .enumerate()
     {
-        tree.apply(&AppliedEvent {
-            position: position as u64 + 1,
-            recorded_at: Timestamp(0),
-            hash: Hash32::GENESIS,
-            event,
-        });
+        tree.apply(&resolved(&catalog, position as u64 + 1, event));
     }
     assert_eq!(tree.is_withdrawn(&id(0)), Some(true));
     assert_eq!(tree.is_withdrawn(&id(1)), Some(false));

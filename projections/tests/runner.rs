@@ -101,7 +101,11 @@ async fn start_loads_snapshots_and_replays_only_the_tail() {
     let at_snapshot = world.head().await;
     caught_up(&first, at_snapshot).await;
     let written = first.write_snapshots().await.unwrap();
-    assert_eq!(written.len(), 4);
+    assert_eq!(written.len(), 5, "four models, then the id catalog");
+    assert_eq!(
+        written[4].0,
+        snapshot::snapshot_path(&directory, projections::catalog::NAME)
+    );
     assert!(written.iter().all(|(_, c)| c.position == at_snapshot));
     first.stop().await;
 
@@ -157,7 +161,7 @@ async fn start_loads_snapshots_and_replays_only_the_tail() {
         &content,
     )
     .unwrap();
-    let reloaded = ReadModels::start(world.store.clone(), Some(directory)).await;
+    let reloaded = ReadModels::start(world.store.clone(), Some(directory.clone())).await;
     let from_snapshot: Vec<(&str, bool)> = reloaded
         .started()
         .iter()
@@ -174,6 +178,73 @@ async fn start_loads_snapshots_and_replays_only_the_tail() {
     );
     caught_up(&reloaded, head).await;
     assert_eq!(encoded(&reloaded), encoded(&scratch));
+    reloaded.stop().await;
+
+    // The models hold the catalog's numbers: without a usable catalog snapshot, every
+    // model is rebuilt, even from an intact snapshot of its own.
+    let path = snapshot::snapshot_path(&directory, projections::catalog::NAME);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let without_catalog = ReadModels::start(world.store.clone(), Some(directory)).await;
+    assert!(without_catalog
+        .started()
+        .iter()
+        .all(|s| s.snapshot.is_none()));
+    caught_up(&without_catalog, head).await;
+    assert_eq!(encoded(&without_catalog), encoded(&scratch));
+}
+
+/// A model snapshot taken past the catalog's (a crash between the two writes) is not
+/// loaded: the catalog may lack numbers the model holds. One taken before the catalog's is
+/// loaded, and the runner replays its tail through a catalog that has seen it already.
+#[tokio::test]
+async fn a_model_snapshot_loads_only_with_a_catalog_at_or_past_it() {
+    let world = Harness::new().await;
+    small_world(&world, 20).await;
+    let directory = world.snapshot_directory();
+    let first = ReadModels::start(world.store.clone(), Some(directory.clone())).await;
+    let early = world.head().await;
+    caught_up(&first, early).await;
+    first.write_snapshots().await.unwrap();
+    let catalog_path = snapshot::snapshot_path(&directory, projections::catalog::NAME);
+    let early_catalog = std::fs::read(&catalog_path).unwrap();
+
+    world.ok(cite("r10", "r3")).await;
+    small_tail(&world).await;
+    let head = world.head().await;
+    caught_up(&first, head).await;
+    // Allocations and the catalog at the head; the other models stay at `early`.
+    first.write_snapshot("allocations").await.unwrap().unwrap();
+    first.stop().await;
+
+    let later = ReadModels::start(world.store.clone(), Some(directory.clone())).await;
+    let positions: Vec<Option<u64>> = later
+        .started()
+        .iter()
+        .map(|s| s.snapshot.map(|c| c.position))
+        .collect();
+    assert_eq!(
+        positions,
+        vec![Some(early), Some(head), Some(early), Some(early)]
+    );
+    caught_up(&later, head).await;
+    let scratch = ReadModels::start(world.store.clone(), None).await;
+    caught_up(&scratch, head).await;
+    assert_eq!(encoded(&later), encoded(&scratch));
+    later.stop().await;
+
+    std::fs::write(&catalog_path, early_catalog).unwrap();
+    let crashed = ReadModels::start(world.store.clone(), Some(directory)).await;
+    let positions: Vec<Option<u64>> = crashed
+        .started()
+        .iter()
+        .map(|s| s.snapshot.map(|c| c.position))
+        .collect();
+    assert_eq!(positions, vec![Some(early), None, Some(early), Some(early)]);
+    caught_up(&crashed, head).await;
+    assert_eq!(encoded(&crashed), encoded(&scratch));
 }
 
 async fn small_tail(world: &Harness) {
@@ -345,7 +416,9 @@ async fn an_undecodable_event_stops_the_models_after_the_facts_before_it() {
 
 /// The runner decodes from the batch read's views: the same `AppliedEvent`s as from
 /// `read_all`'s owned events, an old schema version upcast the same way (by the domain's
-/// decode), and the read models built through it know the old event.
+/// decode), and the read models built through it know the old event. Its own path (ids
+/// borrowed from the batch and numbered at once, `Catalog::decode_views`) numbers every
+/// event as resolving the owned events does, and sorts out the same id-only events.
 #[tokio::test]
 async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcast() {
     use ledger::domain::events::DomainEvent;
@@ -378,6 +451,8 @@ async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcas
         }
     }
     let mut in_place = Vec::new();
+    let mut borrowed = Vec::new();
+    let catalog = projections::Catalog::new();
     let mut batch = RecordBatch::new();
     while (in_place.len() as u64) < head {
         world
@@ -388,13 +463,41 @@ async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcas
         for view in batch.iter() {
             in_place.push(AppliedEvent::decode_view(&view).unwrap());
         }
+        catalog.decode_views(batch.iter(), &mut borrowed).unwrap();
     }
     assert_eq!(in_place, owned);
-    let DomainEvent::RecordUploaded(upcast) = &in_place[written.first_position as usize - 1].event
-    else {
+    let old = written.first_position as usize - 1;
+    let Some(DomainEvent::RecordUploaded(upcast)) = in_place[old].event() else {
         panic!("not a RecordUploaded");
     };
     assert_eq!(upcast.licence.terms_version, "original");
+
+    let resolved = projections::Catalog::new();
+    resolved.resolve(&mut owned);
+    assert_eq!(*resolved.read(), *catalog.read());
+    assert_eq!(borrowed.len(), owned.len());
+    let mut ids_only = 0;
+    for (borrowed, owned) in borrowed.iter().zip(&owned) {
+        assert_eq!(borrowed.ids, owned.ids, "at {}", owned.position);
+        assert_eq!(
+            borrowed.ids_only(),
+            owned.ids_only(),
+            "at {}",
+            owned.position
+        );
+        assert_eq!(
+            (borrowed.position, borrowed.recorded_at, borrowed.hash),
+            (owned.position, owned.recorded_at, owned.hash)
+        );
+        match &borrowed.fact {
+            projections::Fact::Ids(_) => ids_only += 1,
+            projections::Fact::Event(event) => assert_eq!(Some(event), owned.event()),
+        }
+    }
+    // The upcast old upload comes decoded in full; the uploads, registrations and
+    // citations of the small world as ids alone.
+    assert!(borrowed[old].event().is_some());
+    assert!(ids_only > owned.len() / 2, "{ids_only} of {}", owned.len());
 
     let models = ReadModels::start(world.store.clone(), None).await;
     caught_up(&models, head).await;

@@ -487,6 +487,223 @@ impl DomainEvent {
     }
 }
 
+/// An event read for the ids it names, borrowed from its payload: no allocation per id.
+/// For readers that only look ids up (the read models' id catalog), on the events they
+/// read nothing else of; every other event, and an older schema version (upcast first),
+/// comes decoded in full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BorrowedEvent<'a> {
+    RecordUploaded {
+        record_id: &'a str,
+        contributor: &'a str,
+    },
+    RemixUploaded {
+        record_id: &'a str,
+        contributor: &'a str,
+        sources: Vec<&'a str>,
+    },
+    SourceCited {
+        record_id: &'a str,
+        source_id: &'a str,
+    },
+    RecordIncluded {
+        production_id: &'a str,
+        record_id: &'a str,
+    },
+    MemberRegistered {
+        member_id: &'a str,
+    },
+    /// A comment on a record (a comment on a distribution comes `Owned`).
+    RecordComment,
+    Owned(DomainEvent),
+}
+
+/// The current layouts of the events `decode_borrowed` borrows from, field for field as
+/// the owned structs store them (bincode is positional, and its own derive writes what its
+/// serde path writes for these types: lengths and enum tags as varints, arrays bare), read
+/// by bincode's `BorrowDecode` rather than through serde. Every field is decoded, so a
+/// payload is checked whole; only the ids are kept. `tests` checks both decoders agree.
+#[allow(dead_code)]
+mod borrowed {
+    use bincode::BorrowDecode;
+
+    use crate::domain::ids::BorrowedId;
+
+    /// `RecordKind`'s tag (checked: one of its five variants).
+    #[derive(BorrowDecode)]
+    pub(super) enum RecordKind {
+        Text,
+        Image,
+        Audio,
+        Video,
+        Other,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct MediaRef {
+        pub blake3: [u8; 32],
+        pub size_bytes: u64,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct Licence<'a> {
+        pub terms_version: &'a str,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct RecordUploaded<'a> {
+        pub record_id: BorrowedId<'a>,
+        pub project_id: BorrowedId<'a>,
+        pub contributor: BorrowedId<'a>,
+        pub kind: RecordKind,
+        pub title: &'a str,
+        pub media: MediaRef,
+        pub licence: Licence<'a>,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct RemixUploaded<'a> {
+        pub record_id: BorrowedId<'a>,
+        pub project_id: BorrowedId<'a>,
+        pub contributor: BorrowedId<'a>,
+        pub kind: RecordKind,
+        pub title: &'a str,
+        pub media: MediaRef,
+        pub licence: Licence<'a>,
+        pub sources: Vec<BorrowedId<'a>>,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct SourceCited<'a> {
+        pub record_id: BorrowedId<'a>,
+        pub source_id: BorrowedId<'a>,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct RecordIncluded<'a> {
+        pub production_id: BorrowedId<'a>,
+        pub record_id: BorrowedId<'a>,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct SealedPersonalData<'a> {
+        pub nonce: [u8; 12],
+        pub ciphertext: &'a [u8],
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct MemberRegistered<'a> {
+        pub member_id: BorrowedId<'a>,
+        pub handle: &'a str,
+        pub personal_data: SealedPersonalData<'a>,
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) enum CommentTarget<'a> {
+        Record(BorrowedId<'a>),
+        Distribution(BorrowedId<'a>),
+        Line {
+            distribution_id: BorrowedId<'a>,
+            member: BorrowedId<'a>,
+        },
+    }
+
+    #[derive(BorrowDecode)]
+    pub(super) struct CommentPosted<'a> {
+        pub comment_id: BorrowedId<'a>,
+        pub author: BorrowedId<'a>,
+        pub staff: bool,
+        pub target: CommentTarget<'a>,
+        pub reply_to: Option<BorrowedId<'a>>,
+        pub body: &'a str,
+    }
+}
+
+/// Decodes a payload in place; on failure, the owned decoder words the error (it is the
+/// reference, as for the store's envelopes).
+fn decode_borrowed_payload<'a, T: bincode::BorrowDecode<'a, ()>>(
+    event_type: &str,
+    schema_version: u16,
+    bytes: &'a [u8],
+) -> Result<T, EventDecodeError> {
+    match bincode::borrow_decode_from_slice::<T, _>(bytes, config()) {
+        Ok((value, read)) if read == bytes.len() => Ok(value),
+        _ => Err(DomainEvent::decode(event_type, schema_version, bytes)
+            .err()
+            .unwrap_or_else(|| EventDecodeError::Payload {
+                event_type: event_type.to_string(),
+                reason: "decodes in full but not in place".to_string(),
+            })),
+    }
+}
+
+impl DomainEvent {
+    /// `decode`, borrowing the ids of the events `BorrowedEvent` names from `payload`
+    /// instead of copying each into a `String`; every other event decoded in full. A
+    /// payload that `decode` refuses, this refuses too.
+    pub fn decode_borrowed<'a>(
+        event_type: &str,
+        schema_version: u16,
+        payload: &'a [u8],
+    ) -> Result<BorrowedEvent<'a>, EventDecodeError> {
+        if DomainEvent::current_schema_version(event_type) != Some(schema_version) {
+            return DomainEvent::decode(event_type, schema_version, payload)
+                .map(BorrowedEvent::Owned);
+        }
+        Ok(match event_type {
+            "RecordUploaded" => {
+                let e: borrowed::RecordUploaded =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
+                BorrowedEvent::RecordUploaded {
+                    record_id: e.record_id.0,
+                    contributor: e.contributor.0,
+                }
+            }
+            "RemixUploaded" => {
+                let e: borrowed::RemixUploaded =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
+                BorrowedEvent::RemixUploaded {
+                    record_id: e.record_id.0,
+                    contributor: e.contributor.0,
+                    sources: e.sources.iter().map(|source| source.0).collect(),
+                }
+            }
+            "SourceCited" => {
+                let e: borrowed::SourceCited =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
+                BorrowedEvent::SourceCited {
+                    record_id: e.record_id.0,
+                    source_id: e.source_id.0,
+                }
+            }
+            "RecordIncluded" => {
+                let e: borrowed::RecordIncluded =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
+                BorrowedEvent::RecordIncluded {
+                    production_id: e.production_id.0,
+                    record_id: e.record_id.0,
+                }
+            }
+            "MemberRegistered" => {
+                let e: borrowed::MemberRegistered =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
+                BorrowedEvent::MemberRegistered {
+                    member_id: e.member_id.0,
+                }
+            }
+            "CommentPosted" => {
+                let e: borrowed::CommentPosted =
+                    decode_borrowed_payload(event_type, schema_version, payload)?;
+                match e.target {
+                    borrowed::CommentTarget::Record(_) => BorrowedEvent::RecordComment,
+                    _ => BorrowedEvent::Owned(DomainEvent::decode_current(event_type, payload)?),
+                }
+            }
+            _ => BorrowedEvent::Owned(DomainEvent::decode_current(event_type, payload)?),
+        })
+    }
+}
+
 /// A stream of the domain, typed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StreamRef {
@@ -508,5 +725,188 @@ impl StreamRef {
             StreamRef::Distribution(id) => id.stream_id(),
             StreamRef::Payout(id) => id.stream_id(),
         }
+    }
+}
+
+#[cfg(test)]
+mod borrowed_decode_tests {
+    use super::*;
+    use crate::domain::upcast::RecordUploadedV1;
+
+    fn licence() -> Licence {
+        Licence {
+            terms_version: "2026-01".into(),
+        }
+    }
+
+    fn media() -> MediaRef {
+        MediaRef {
+            blake3: [3; 32],
+            size_bytes: 9,
+        }
+    }
+
+    fn id<T>(make: fn(String) -> Result<T, crate::store::InvalidInput>, text: &str) -> T {
+        make(text.to_string()).unwrap()
+    }
+
+    /// Every event `decode_borrowed` borrows from, and some it decodes in full.
+    fn events() -> Vec<DomainEvent> {
+        let record = |text: &str| id(RecordId::new, text);
+        let member = |text: &str| id(MemberId::new, text);
+        vec![
+            RecordUploaded {
+                record_id: record("r1"),
+                project_id: id(ProjectId::new, "p1"),
+                contributor: member("m1"),
+                kind: RecordKind::Audio,
+                title: "a title".into(),
+                media: media(),
+                licence: licence(),
+            }
+            .into(),
+            RemixUploaded {
+                record_id: record("r2"),
+                project_id: id(ProjectId::new, "p1"),
+                contributor: member("m2"),
+                kind: RecordKind::Video,
+                title: "".into(),
+                media: media(),
+                licence: licence(),
+                sources: vec![record("r1"), record("r0"), record("r1")],
+            }
+            .into(),
+            SourceCited {
+                record_id: record("r2"),
+                source_id: record("r0"),
+            }
+            .into(),
+            RecordIncluded {
+                production_id: id(ProductionId::new, "pr1"),
+                record_id: record("r2"),
+            }
+            .into(),
+            MemberRegistered {
+                member_id: member("m3"),
+                handle: "@m3".into(),
+                personal_data: SealedPersonalData {
+                    nonce: [1; 12],
+                    ciphertext: vec![9; 80],
+                },
+            }
+            .into(),
+            CommentPosted {
+                comment_id: id(CommentId::new, "k1"),
+                author: member("m1"),
+                staff: false,
+                target: CommentTarget::Record(record("r1")),
+                reply_to: Some(id(CommentId::new, "k0")),
+                body: "nice".into(),
+            }
+            .into(),
+            CommentPosted {
+                comment_id: id(CommentId::new, "k2"),
+                author: member("m1"),
+                staff: true,
+                target: CommentTarget::Line {
+                    distribution_id: id(DistributionId::new, "d1"),
+                    member: member("m2"),
+                },
+                reply_to: None,
+                body: "because".into(),
+            }
+            .into(),
+            RecordWithdrawn {
+                record_id: record("r1"),
+                reason: "asked".into(),
+            }
+            .into(),
+        ]
+    }
+
+    /// What `decode_borrowed` must give for an event `decode` gives in full.
+    fn expected(event: &DomainEvent) -> BorrowedEvent<'_> {
+        match event {
+            DomainEvent::RecordUploaded(e) => BorrowedEvent::RecordUploaded {
+                record_id: e.record_id.as_str(),
+                contributor: e.contributor.as_str(),
+            },
+            DomainEvent::RemixUploaded(e) => BorrowedEvent::RemixUploaded {
+                record_id: e.record_id.as_str(),
+                contributor: e.contributor.as_str(),
+                sources: e.sources.iter().map(RecordId::as_str).collect(),
+            },
+            DomainEvent::SourceCited(e) => BorrowedEvent::SourceCited {
+                record_id: e.record_id.as_str(),
+                source_id: e.source_id.as_str(),
+            },
+            DomainEvent::RecordIncluded(e) => BorrowedEvent::RecordIncluded {
+                production_id: e.production_id.as_str(),
+                record_id: e.record_id.as_str(),
+            },
+            DomainEvent::MemberRegistered(e) => BorrowedEvent::MemberRegistered {
+                member_id: e.member_id.as_str(),
+            },
+            DomainEvent::CommentPosted(CommentPosted {
+                target: CommentTarget::Record(_),
+                ..
+            }) => BorrowedEvent::RecordComment,
+            other => BorrowedEvent::Owned(other.clone()),
+        }
+    }
+
+    #[test]
+    fn borrows_the_ids_decode_copies_and_refuses_what_decode_refuses() {
+        for event in events() {
+            let stored = event.to_proposed();
+            let (event_type, version) = (stored.event_type.as_str(), stored.schema_version);
+            let owned = DomainEvent::decode(event_type, version, &stored.payload).unwrap();
+            assert_eq!(owned, event);
+            let borrowed =
+                DomainEvent::decode_borrowed(event_type, version, &stored.payload).unwrap();
+            assert_eq!(borrowed, expected(&event), "{event_type}");
+
+            let mut longer = stored.payload.clone();
+            longer.push(0);
+            let shorter = &stored.payload[..stored.payload.len() - 1];
+            for payload in [&longer[..], shorter] {
+                assert!(DomainEvent::decode(event_type, version, payload).is_err());
+                assert!(
+                    DomainEvent::decode_borrowed(event_type, version, payload).is_err(),
+                    "{event_type}"
+                );
+            }
+        }
+        // An id that breaks the id rule, in a borrowed field: refused by both.
+        let cited = DomainEvent::from(SourceCited {
+            record_id: id(RecordId::new, "r2"),
+            source_id: id(RecordId::new, "r0"),
+        })
+        .to_proposed();
+        let mut payload = cited.payload.clone();
+        let at = payload.iter().position(|b| *b == b'0').unwrap();
+        payload[at] = b'!';
+        let error = DomainEvent::decode_borrowed("SourceCited", 1, &payload).unwrap_err();
+        assert_eq!(
+            error,
+            DomainEvent::decode("SourceCited", 1, &payload).unwrap_err()
+        );
+    }
+
+    #[test]
+    fn an_older_schema_version_is_upcast_and_decoded_in_full() {
+        let payload = encode_payload(&RecordUploadedV1 {
+            record_id: id(RecordId::new, "r9"),
+            project_id: id(ProjectId::new, "p1"),
+            contributor: id(MemberId::new, "m9"),
+            kind: RecordKind::Text,
+            title: "old".into(),
+            media: media(),
+        });
+        let borrowed = DomainEvent::decode_borrowed("RecordUploaded", 1, &payload).unwrap();
+        assert_eq!(
+            borrowed,
+            BorrowedEvent::Owned(DomainEvent::decode("RecordUploaded", 1, &payload).unwrap())
+        );
     }
 }

@@ -95,6 +95,27 @@ impl serde::de::Visitor<'_> for IdVisitor {
     }
 }
 
+/// An id borrowed from the payload it is decoded from, checked as an owned one is: for
+/// readers that only look ids up (`DomainEvent::decode_borrowed`). Decoded by bincode's
+/// own `BorrowDecode` (the stored form: a length, then the bytes, as serde writes a
+/// string), not through serde.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BorrowedId<'a>(pub(crate) &'a str);
+
+impl<'a, 'de: 'a, Context> bincode::BorrowDecode<'de, Context> for BorrowedId<'a> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let bytes: &'a [u8] = bincode::BorrowDecode::borrow_decode(decoder)?;
+        // The caller words the error with the owned decoder: only whether it failed counts.
+        check_id_bytes("id", bytes)
+            .map_err(|error| bincode::error::DecodeError::OtherString(error.to_string()))?;
+        std::str::from_utf8(bytes)
+            .map(BorrowedId)
+            .map_err(|inner| bincode::error::DecodeError::Utf8 { inner })
+    }
+}
+
 pub(crate) fn deserialize_id<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     field: &'static str,

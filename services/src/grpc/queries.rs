@@ -290,14 +290,15 @@ impl pb::queries_server::Queries for QueryRpcs {
                 // the message owns.
                 let relatives = |direction: Direction| {
                     let walk = tree.lineage_nodes(record.as_str(), limits, direction)?;
-                    let relatives = walk
-                        .nodes
-                        .iter()
-                        .map(|&(node, depth)| pb::Relative {
-                            record_id: tree.record_str(node).to_owned(),
-                            depth,
-                        })
-                        .collect::<Vec<_>>();
+                    let relatives = tree.with_names(|names| {
+                        walk.nodes
+                            .iter()
+                            .map(|&(node, depth)| pb::Relative {
+                                record_id: names.record(node).to_owned(),
+                                depth,
+                            })
+                            .collect::<Vec<_>>()
+                    });
                     Some((relatives, walk.truncated))
                 };
                 let (ancestors, ancestors_truncated) = if up {
