@@ -854,6 +854,8 @@ criterion_group! {
 }
 
 fn main() {
+    // The allocator set up as the `stemma` binary sets it up.
+    services::allocator::configure();
     if std::env::var_os("STEMMA_BENCH_WALKS_ONLY").is_none() {
         rebuild_throughput();
     }
