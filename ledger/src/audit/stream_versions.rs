@@ -16,11 +16,11 @@ use std::hash::{BuildHasher, RandomState};
 /// the pass's keys. (A blake3 per stream id cost several times as much, one compression
 /// per event.) Never 0 (the empty slot's mark).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct StreamKey(u128);
+pub(super) struct StreamKey([u64; 2]);
 
 impl StreamKey {
     /// The key of an event whose envelope did not decode: it is never looked up.
-    pub(super) const NONE: StreamKey = StreamKey(1);
+    pub(super) const NONE: StreamKey = StreamKey([1, 0]);
 }
 
 /// Names streams by `StreamKey`s, the same way for the whole pass.
@@ -32,22 +32,26 @@ pub(super) struct StreamKeys {
 
 impl StreamKeys {
     pub(super) fn of(&self, stream_id: &str) -> StreamKey {
-        let low = u128::from(self.low.hash_one(stream_id));
-        let high = u128::from(self.high.hash_one(stream_id));
+        let low = self.low.hash_one(stream_id);
+        let high = self.high.hash_one(stream_id);
         // One bit fewer to tell keys apart, so that no key is the empty mark.
-        StreamKey((high << 64 | low) | 1)
+        StreamKey([low | 1, high])
     }
 }
 
 #[derive(Clone, Copy)]
 struct Slot {
-    /// 0: empty.
-    key: u128,
+    /// `[0, 0]`: empty. Two words, not a `u128`, so that a slot is 24 bytes, not 32.
+    key: [u64; 2],
     version: u64,
 }
 
-const EMPTY: Slot = Slot { key: 0, version: 0 };
+const EMPTY: Slot = Slot {
+    key: [0, 0],
+    version: 0,
+};
 const SLOTS_INITIAL: usize = 1 << 12;
+const _: () = assert!(std::mem::size_of::<Slot>() == 24);
 
 /// Open addressing with linear probing, at most half full. Streams are never removed.
 pub(super) struct StreamVersions {
@@ -68,7 +72,7 @@ impl Default for StreamVersions {
 impl StreamVersions {
     /// Keys are uniformly distributed: their low bits pick the home slot.
     fn home(&self, key: StreamKey) -> usize {
-        (key.0 as usize) & (self.slots.len() - 1)
+        (key.0[0] as usize) & (self.slots.len() - 1)
     }
 
     /// Asks the CPU to bring `key`'s home slot into the cache.
@@ -89,7 +93,7 @@ impl StreamVersions {
     /// The last version seen of `key`'s stream, 0 for a stream not seen yet (which it then
     /// is).
     pub(super) fn entry(&mut self, key: StreamKey) -> &mut u64 {
-        assert_ne!(key.0, 0, "a stream key is never the empty mark");
+        assert_ne!(key.0, EMPTY.key, "a stream key is never the empty mark");
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
@@ -100,7 +104,7 @@ impl StreamVersions {
             if slot.key == key.0 {
                 break;
             }
-            if slot.key == 0 {
+            if slot.key == EMPTY.key {
                 self.slots[index].key = key.0;
                 self.len += 1;
                 break;
@@ -114,9 +118,9 @@ impl StreamVersions {
         let doubled = vec![EMPTY; self.slots.len() * 2];
         let old = std::mem::replace(&mut self.slots, doubled);
         let mask = self.slots.len() - 1;
-        for slot in old.into_iter().filter(|slot| slot.key != 0) {
-            let mut index = (slot.key as usize) & mask;
-            while self.slots[index].key != 0 {
+        for slot in old.into_iter().filter(|slot| slot.key != EMPTY.key) {
+            let mut index = (slot.key[0] as usize) & mask;
+            while self.slots[index].key != EMPTY.key {
                 index = (index + 1) & mask;
             }
             self.slots[index] = slot;
@@ -167,9 +171,7 @@ mod tests {
         let keys = StreamKeys::default();
         assert_ne!(keys.of("record-a"), keys.of("record-b"));
         assert_eq!(keys.of("record-a"), keys.of("record-a"));
-        assert_ne!(
-            keys.of("record-a").0 >> 64,
-            keys.of("record-a").0 & u128::from(u64::MAX)
-        );
+        let [low, high] = keys.of("record-a").0;
+        assert_ne!(low & !1, high & !1, "two independent hashes");
     }
 }
