@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,6 +52,10 @@ pub struct Published {
     /// The appends it answered plus those the builder had waiting when it was published:
     /// how many appends the next commit can expect once the answered appenders are back.
     pub expected: usize,
+    /// Of those, the appends that arrived while it was written and synced: none means
+    /// the appenders wait for their answers before sending more, and the builder then
+    /// writes the next commit itself (`Builder::sync_here`).
+    pub arrived: usize,
     /// How long its `pwrite` + `fdatasync` took: waiting longer than that for the
     /// answered appenders to come back costs more than letting the late ones take the
     /// commit after.
@@ -73,13 +77,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Writes the durable commit's last position to `HEAD`.
-    pub fn write_head_file(&self, commit: &Commit) -> Result<(), StoreError> {
-        if commit.buffer.is_empty() {
+    /// Writes a durable commit's last position (`head_after`) to `HEAD`.
+    pub fn write_head_file(&self, last: Option<Position>) -> Result<(), StoreError> {
+        let Some(position) = last else {
             return Ok(());
-        }
+        };
         self.head_file
-            .publish(commit.next_position - 1)
+            .publish(position)
             .map_err(|e| StoreError::io(self.head_file.path(), e))
     }
 
@@ -182,9 +186,11 @@ pub struct Handoff {
     pub synced: oneshot::Sender<Synced>,
 }
 
-pub struct Syncer {
+/// The active segment and where the next commit goes in it: used by whichever thread
+/// writes the commit (the syncer, or the builder when it writes one itself), one commit
+/// at a time, so the lock is never contended.
+pub struct Disk {
     shared: Arc<Shared>,
-    publisher: Arc<Publisher>,
     segment_size_bytes: u64,
     /// The active (last) segment: the index learns of a new one only when its first
     /// commit is indexed.
@@ -197,23 +203,21 @@ pub struct Syncer {
     faults: Option<Arc<dyn IoFaults>>,
 }
 
-impl Syncer {
+impl Disk {
     pub fn new(
         shared: Arc<Shared>,
-        publisher: Arc<Publisher>,
         segment_size_bytes: u64,
         write_offset: u64,
         active_segment_bytes: u64,
         faults: Option<Arc<dyn IoFaults>>,
-    ) -> Syncer {
+    ) -> Disk {
         let active = {
             let index = shared.index.read().expect("index lock");
             let segment = index.segments.last().expect("a segment is open");
             (segment.file.clone(), segment.path.clone())
         };
-        Syncer {
+        Disk {
             shared,
-            publisher,
             segment_size_bytes,
             active,
             write_offset,
@@ -223,75 +227,13 @@ impl Syncer {
         }
     }
 
-    /// Runs until the builder hangs up, or until a commit fails (the store is then failed
-    /// and the builder answers everything after it).
-    ///
-    /// With a next commit of its own waiting, it only writes and syncs: the builder
-    /// hands that over first, then indexes and answers this one, so the next `pwrite`
-    /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
-    pub fn run(mut self, commits: std::sync::mpsc::Receiver<Handoff>) {
-        for Handoff { commit, synced } in commits {
-            let started = Instant::now();
-            let written = if commit.buffer.is_empty() {
-                // Only answers: durable as soon as the commit before it was.
-                Ok((self.write_offset, None))
-            } else {
-                self.write(&commit)
-            };
-            let (offset, mut new_segment) = match written {
-                Ok(written) => written,
-                Err(error) => {
-                    // Recorded before any appender can see its reply channel close.
-                    let why = self.shared.record_failure(&error);
-                    commit.fail(&why);
-                    let _ = synced.send(Synced::Failed(why));
-                    break;
-                }
-            };
-            let sync_time = started.elapsed();
-            let publisher = &self.publisher;
-            let waiting = publisher.waiting_appends.load(Ordering::Acquire);
-            let publish_here = !hand_over_first(waiting, commit.appends)
-                && publisher.index_if_next(&commit, offset, &mut new_segment);
-            if !publish_here {
-                let written = Written {
-                    commit,
-                    offset,
-                    new_segment,
-                };
-                let _ = synced.send(Synced::Written(Box::new(written)));
-                self.prepare_spare_when_half_full();
-                continue;
-            }
-            // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
-            let head_file = publisher.write_head_file(&commit);
-            let commit_appends = commit.appends;
-            // Answer first: the appenders' next appends then have a chance to join the next
-            // commit instead of waiting for the one after it. The commit is durable and
-            // indexed even if `HEAD` could not be written.
-            let (buffer, requests) = answer(commit);
-            if let Err(error) = head_file {
-                let _ = synced.send(Synced::Failed(self.shared.record_failure(&error)));
-                break;
-            }
-            let expected = commit_appends + waiting;
-            let _ = synced.send(Synced::Indexed(Published {
-                buffer,
-                expected,
-                sync_time,
-            }));
-            // Freed once the builder has its go: not on the way to it.
-            drop(requests);
-            self.prepare_spare_when_half_full();
-        }
-        if let Some(spare) = self.spare.take() {
-            let _ = spare.join();
-        }
-    }
-
     /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
     /// in the rest of this one. Returns where it starts, and the new segment if it rolled.
-    fn write(&mut self, commit: &Commit) -> Result<(u64, Option<SegmentEntry>), StoreError> {
+    /// A commit of answers only writes nothing: it is durable once the one before it is.
+    pub fn write(&mut self, commit: &Commit) -> Result<(u64, Option<SegmentEntry>), StoreError> {
+        if commit.buffer.is_empty() {
+            return Ok((self.write_offset, None));
+        }
         let mut new_segment = None;
         if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
             new_segment = Some(self.roll(commit.first_position, commit.first_previous_hash)?);
@@ -340,7 +282,9 @@ impl Syncer {
         })
     }
 
-    fn prepare_spare_when_half_full(&mut self) {
+    /// Starts zero-filling the next segment once the active one is half full, off the
+    /// path of any commit.
+    pub fn prepare_spare_when_half_full(&mut self) {
         if self.spare.is_none() && self.write_offset > self.active_segment_bytes / 2 {
             let directory = self.shared.segments_directory.clone();
             let size = self.segment_size_bytes;
@@ -351,5 +295,95 @@ impl Syncer {
                     .expect("spawning a thread"),
             );
         }
+    }
+
+    /// Waits for a spare segment being prepared (the writer is stopping).
+    pub fn finish(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+}
+
+pub struct Syncer {
+    shared: Arc<Shared>,
+    publisher: Arc<Publisher>,
+    disk: Arc<Mutex<Disk>>,
+}
+
+impl Syncer {
+    pub fn new(shared: Arc<Shared>, publisher: Arc<Publisher>, disk: Arc<Mutex<Disk>>) -> Syncer {
+        Syncer {
+            shared,
+            publisher,
+            disk,
+        }
+    }
+
+    /// Runs until the builder hangs up, or until a commit fails (the store is then failed
+    /// and the builder answers everything after it).
+    ///
+    /// With a next commit of its own waiting, it only writes and syncs: the builder
+    /// hands that over first, then indexes and answers this one, so the next `pwrite`
+    /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
+    pub fn run(self, commits: std::sync::mpsc::Receiver<Handoff>) {
+        for Handoff { commit, synced } in commits {
+            let started = Instant::now();
+            let written = self.disk.lock().expect("disk lock").write(&commit);
+            let (offset, mut new_segment) = match written {
+                Ok(written) => written,
+                Err(error) => {
+                    // Recorded before any appender can see its reply channel close.
+                    let why = self.shared.record_failure(&error);
+                    commit.fail(&why);
+                    let _ = synced.send(Synced::Failed(why));
+                    break;
+                }
+            };
+            let sync_time = started.elapsed();
+            let publisher = &self.publisher;
+            let waiting = publisher.waiting_appends.load(Ordering::Acquire);
+            let publish_here = !hand_over_first(waiting, commit.appends)
+                && publisher.index_if_next(&commit, offset, &mut new_segment);
+            if !publish_here {
+                let written = Written {
+                    commit,
+                    offset,
+                    new_segment,
+                };
+                let _ = synced.send(Synced::Written(Box::new(written)));
+                self.prepare_spare_when_half_full();
+                continue;
+            }
+            // After the fdatasync returned, never before: HEAD may lag the log, never lead
+            // it. Before the answers: a reader started once an append is answered (`stemma
+            // audit` beside the service) sees it.
+            let head_file = publisher.write_head_file(commit.last_written());
+            let commit_appends = commit.appends;
+            // Answer first: the appenders' next appends then have a chance to join the next
+            // commit instead of waiting for the one after it. The commit is durable and
+            // indexed even if `HEAD` could not be written.
+            let (buffer, requests) = answer(commit);
+            if let Err(error) = head_file {
+                let _ = synced.send(Synced::Failed(self.shared.record_failure(&error)));
+                break;
+            }
+            let _ = synced.send(Synced::Indexed(Published {
+                buffer,
+                expected: commit_appends + waiting,
+                arrived: waiting,
+                sync_time,
+            }));
+            // Freed once the builder has its go: not on the way to it.
+            drop(requests);
+            self.prepare_spare_when_half_full();
+        }
+    }
+
+    fn prepare_spare_when_half_full(&self) {
+        self.disk
+            .lock()
+            .expect("disk lock")
+            .prepare_spare_when_half_full();
     }
 }

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::builder::Builder;
 use super::head::HeadFile;
 use super::index::{CommandKey, FastMap, Index};
-use super::syncer::{Publisher, Syncer};
+use super::syncer::{Disk, Publisher, Syncer};
 use crate::store::codec;
 use crate::store::error::StoreError;
 use crate::store::types::{
@@ -116,6 +116,8 @@ pub struct WriterLimits {
     pub segment_size_bytes: u64,
     pub commit_appends_max: usize,
     pub commit_bytes_max: usize,
+    /// `EmbeddedOptions::sync_on_builder_when_quiet`.
+    pub sync_on_builder_when_quiet: bool,
 }
 
 pub struct Writer {
@@ -144,14 +146,14 @@ impl Writer {
             head_file: self.head_file,
             waiting_appends: AtomicUsize::new(0),
         });
-        let syncer = Syncer::new(
+        let disk = Arc::new(Mutex::new(Disk::new(
             self.shared.clone(),
-            publisher.clone(),
             self.limits.segment_size_bytes,
             self.write_offset,
             self.active_segment_bytes,
             self.faults,
-        );
+        )));
+        let syncer = Syncer::new(self.shared.clone(), publisher.clone(), disk.clone());
         let syncer = std::thread::Builder::new()
             .name("stemma-syncer".into())
             .spawn(move || syncer.run(commits))
@@ -162,6 +164,7 @@ impl Writer {
             self.receiver,
             handoff,
             publisher,
+            disk.clone(),
             self.write_offset,
             self.active_segment_bytes,
         );
@@ -169,6 +172,7 @@ impl Writer {
         // is a future; it never blocks on anything but those.
         let close = futures::executor::block_on(builder.run());
         let _ = syncer.join();
+        disk.lock().expect("disk lock").finish();
         if let Some(done) = close {
             let _ = done.send(());
         }
@@ -293,6 +297,11 @@ impl Commit {
         self.frames.truncate(mark.frames);
         self.next_position = mark.next_position;
         self.previous_hash = mark.previous_hash;
+    }
+
+    /// The last position the commit writes, if it writes any: `HEAD` once it is durable.
+    pub fn last_written(&self) -> Option<Position> {
+        (!self.buffer.is_empty()).then(|| self.next_position - 1)
     }
 
     /// Writes every frame header now that the commit's range is known.
