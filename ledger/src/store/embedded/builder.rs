@@ -311,9 +311,9 @@ impl Builder {
     /// error is the store's failure.
     fn sync_here(&mut self) -> Result<(), String> {
         debug_assert!(self.in_flight.is_none(), "one commit at a time");
-        let commit = self.seal();
+        let mut commit = self.seal();
         let started = Instant::now();
-        let written = self.disk.lock().expect("disk lock").write(&commit);
+        let written = self.disk.lock().expect("disk lock").write(&mut commit);
         let (offset, mut new_segment) = match written {
             Ok(written) => written,
             Err(error) => {
@@ -331,7 +331,6 @@ impl Builder {
         // `HEAD` before the answers, as the syncer does (see `Syncer::run`).
         let head_file = self.publisher.write_head_file(commit.last_written());
         let appends = commit.appends;
-        let mut commit = commit;
         let maps = DecidingMaps {
             stream_versions: std::mem::take(&mut commit.stream_versions),
             commands: std::mem::take(&mut commit.commands),

@@ -230,7 +230,15 @@ impl Disk {
     /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
     /// in the rest of this one. Returns where it starts, and the new segment if it rolled.
     /// A commit of answers only writes nothing: it is durable once the one before it is.
-    pub fn write(&mut self, commit: &Commit) -> Result<(u64, Option<SegmentEntry>), StoreError> {
+    ///
+    /// The write runs on to the end of its last page with zeroes (what the segment holds
+    /// there already): a page the write covers only in part must be read from disk first
+    /// unless it is cached, and spares are zero-filled past the page cache. The page it
+    /// starts in was the last one written before it, so it is cached.
+    pub fn write(
+        &mut self,
+        commit: &mut Commit,
+    ) -> Result<(u64, Option<SegmentEntry>), StoreError> {
         if commit.buffer.is_empty() {
             return Ok((self.write_offset, None));
         }
@@ -240,14 +248,21 @@ impl Disk {
         }
         let (file, path) = &self.active;
         let offset = self.write_offset;
+        let bytes = commit.buffer.len();
+        let end = offset + bytes as u64;
+        let padded_end = end
+            .next_multiple_of(segment::PAGE_BYTES)
+            .min(self.active_segment_bytes);
+        commit.buffer.resize(bytes + (padded_end - end) as usize, 0);
         let faults = self.faults.as_deref();
         let check = |operation| faults.map_or(Ok(()), |faults| faults.before(operation));
-        check(IoOperation::Write)
+        let written = check(IoOperation::Write)
             .and_then(|()| file.write_all_at(&commit.buffer, offset))
             .and_then(|()| check(IoOperation::Sync))
-            .and_then(|()| file.sync_data())
-            .map_err(|e| StoreError::io(path, e))?;
-        self.write_offset += commit.buffer.len() as u64;
+            .and_then(|()| file.sync_data());
+        commit.buffer.truncate(bytes);
+        written.map_err(|e| StoreError::io(path, e))?;
+        self.write_offset = end;
         Ok((offset, new_segment))
     }
 
@@ -327,9 +342,9 @@ impl Syncer {
     /// hands that over first, then indexes and answers this one, so the next `pwrite`
     /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
     pub fn run(self, commits: std::sync::mpsc::Receiver<Handoff>) {
-        for Handoff { commit, synced } in commits {
+        for Handoff { mut commit, synced } in commits {
             let started = Instant::now();
-            let written = self.disk.lock().expect("disk lock").write(&commit);
+            let written = self.disk.lock().expect("disk lock").write(&mut commit);
             let (offset, mut new_segment) = match written {
                 Ok(written) => written,
                 Err(error) => {
