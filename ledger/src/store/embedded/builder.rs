@@ -13,7 +13,8 @@
 //! while the next one syncs. It decides nothing in between: a commit it decides against is
 //! in flight or in the index, never in neither. With nothing waiting, or only a few
 //! appends (`syncer::hand_over_first`), the syncer publishes the commit itself
-//! (`syncer::Publisher`), as a lone appender wants.
+//! (`syncer::Publisher`). When nothing arrived during that sync, the builder writes the
+//! next (small) commit itself (`sync_here`), as a lone appender wants.
 //!
 //! Gathering: after the syncer published a commit itself, its appenders come back with
 //! their next appends within microseconds, one after the other. Handing the idle syncer

@@ -3,9 +3,11 @@
 //! back for the builder to publish when the builder has a next commit of its own waiting
 //! (`hand_over_first`).
 //!
-//! It owns the active segment (where the next commit goes, rolling to a new segment). A
-//! commit is indexed and answered only after its `fdatasync` returned, so readers never
-//! see an event that a crash could take back.
+//! It writes through the `Disk` (the active segment, where the next commit goes, rolling
+//! to a new segment), which the builder uses too when it writes a commit itself
+//! (`Builder::sync_here`); one commit is written at a time either way. A commit is indexed
+//! and answered only after its `fdatasync` returned, so readers never see an event that a
+//! crash could take back.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

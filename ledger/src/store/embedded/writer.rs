@@ -11,11 +11,13 @@
 //! commit of its own waiting (at least half as many appends), the syncer hands the durable
 //! one back and the builder hands over the next first, then indexes the durable one,
 //! advances the head and answers its appenders while the next one syncs; else the syncer
-//! does that itself.
+//! does that itself. When no append arrived during the last sync and the next commit is
+//! small, the builder writes, syncs and publishes it itself (`Builder::sync_here`): a lone
+//! appender then waits on one thread hop less.
 //!
 //! What recovery relies on (see `recovery.rs`) holds because one commit is in flight at
-//! most: the builder hands commit k+1 over only once commit k came back, after its
-//! `fdatasync` returned, so k+1 is written only after that. A commit never
+//! most: the builder hands commit k+1 over (or writes it itself) only once commit k came
+//! back, after its `fdatasync` returned, so k+1 is written only after that. A commit never
 //! spans segments: the builder closes it where the segment ends, the syncer rolls.
 //!
 //! Every answer, refusals included, goes out with the commit it was decided in, once that
