@@ -119,9 +119,8 @@ impl Builder {
         syncer: SyncSender<Handoff>,
         publisher: Arc<Publisher>,
         disk: Arc<Mutex<Disk>>,
-        write_offset: u64,
-        active_segment_bytes: u64,
     ) -> Builder {
+        let (write_offset, active_segment_bytes) = disk.lock().expect("disk lock").end();
         let shared = publisher.shared.clone();
         let tip = {
             let index = shared.index.read().expect("index lock");

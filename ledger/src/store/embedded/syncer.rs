@@ -229,6 +229,11 @@ impl Disk {
         }
     }
 
+    /// Where the next commit goes in the active segment, and that segment's size.
+    pub fn end(&self) -> (u64, u64) {
+        (self.write_offset, self.active_segment_bytes)
+    }
+
     /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
     /// in the rest of this one. Returns where it starts, and the new segment if it rolled.
     /// A commit of answers only writes nothing: it is durable once the one before it is.

@@ -167,8 +167,6 @@ impl Writer {
             handoff,
             publisher,
             disk.clone(),
-            self.write_offset,
-            self.active_segment_bytes,
         );
         // The builder waits on two things at once (new appends, the syncer's outcome), so it
         // is a future; it never blocks on anything but those.
