@@ -117,9 +117,9 @@ pub fn remove_spare(directory: &Path) -> Result<(), StoreError> {
 ///
 /// Written past the page cache (`O_DIRECT`) where the file system allows it: nobody reads
 /// the zeroes, and copying a segment's worth of them into the page cache (allocating and
-/// reclaiming its pages) cost about as much CPU as the builder spends on the commits that
-/// fill the segment later. The writer pads its writes to whole pages, so the pages it
-/// writes are never read back from disk first (see `Disk::write`).
+/// reclaiming its pages) took up to a fifth of the store's CPU with 256 appenders (see
+/// ARCHITECTURE.md). The writer pads its writes to whole pages, so the pages it writes are
+/// never read back from disk first (see `Disk::write`).
 pub fn prepare_spare(directory: &Path, size_bytes: u64) -> std::io::Result<PathBuf> {
     let path = directory.join(SPARE_NAME);
     if size_bytes.is_multiple_of(PAGE_BYTES) {
