@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use recovery::TornTail;
-use segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use segment::{SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
 pub use writer::{IoFaults, IoOperation};
 use writer::{Shared, Submitted, Writer, WriterLimits, WriterMessage};
 
@@ -163,8 +163,12 @@ impl EmbeddedStore {
         let segments = segment::list_segments(&segments_directory)?;
         let (mut index, torn_tail) = recovery::scan(&segments, RECORD_BODY_BYTES_MAX)?;
         if index.segments.is_empty() {
-            let spare = segment::prepare_spare(&segments_directory, options.segment_size_bytes)
-                .map_err(|e| StoreError::io(&segments_directory, e))?;
+            let spare = segment::prepare_spare(
+                &segments_directory,
+                options.segment_size_bytes,
+                ZeroFill::Direct,
+            )
+            .map_err(|e| StoreError::io(&segments_directory, e))?;
             let header = SegmentHeader {
                 first_position: 1,
                 previous_hash: index.head.hash,

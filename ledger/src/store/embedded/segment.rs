@@ -112,17 +112,29 @@ pub fn remove_spare(directory: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// How a spare's zeroes are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZeroFill {
+    /// Past the page cache (`O_DIRECT`) where the file system allows it: nobody reads the
+    /// zeroes, and copying a segment's worth of them into the page cache (allocating and
+    /// reclaiming its pages) took up to a fifth of the store's CPU with 256 appenders (see
+    /// ARCHITECTURE.md). For a writer that pads its writes to whole pages (the store's,
+    /// `Disk::write`), so that no page it writes is read from disk first.
+    Direct,
+    /// Through the page cache, which then holds the segment's pages: for a writer that
+    /// writes pages in parts (import), which would otherwise read each from disk first.
+    Cached,
+}
+
 /// Writes `spare.tmp`: `size_bytes` of zeroes, fsync'd. Run ahead of need, off the
 /// writer's path.
-///
-/// Written past the page cache (`O_DIRECT`) where the file system allows it: nobody reads
-/// the zeroes, and copying a segment's worth of them into the page cache (allocating and
-/// reclaiming its pages) took up to a fifth of the store's CPU with 256 appenders (see
-/// ARCHITECTURE.md). The writer pads its writes to whole pages, so the pages it writes are
-/// never read back from disk first (see `Disk::write`).
-pub fn prepare_spare(directory: &Path, size_bytes: u64) -> std::io::Result<PathBuf> {
+pub fn prepare_spare(
+    directory: &Path,
+    size_bytes: u64,
+    fill: ZeroFill,
+) -> std::io::Result<PathBuf> {
     let path = directory.join(SPARE_NAME);
-    if size_bytes.is_multiple_of(PAGE_BYTES) {
+    if fill == ZeroFill::Direct && size_bytes.is_multiple_of(PAGE_BYTES) {
         match write_zeroes(&path, size_bytes, true) {
             Ok(()) => return Ok(path),
             // No `O_DIRECT` here (tmpfs, some network file systems): through the cache.
@@ -195,7 +207,7 @@ mod tests {
     #[test]
     fn spares_of_whole_pages_are_zeroes_and_take_a_header() {
         let directory = tempfile::tempdir().unwrap();
-        let spare = prepare_spare(directory.path(), 3 * PAGE_BYTES).unwrap();
+        let spare = prepare_spare(directory.path(), 3 * PAGE_BYTES, ZeroFill::Direct).unwrap();
         let bytes = fs::read(&spare).unwrap();
         assert_eq!(bytes.len() as u64, 3 * PAGE_BYTES);
         assert!(bytes.iter().all(|b| *b == 0));
@@ -215,7 +227,7 @@ mod tests {
     #[test]
     fn spares_become_segments() {
         let directory = tempfile::tempdir().unwrap();
-        let spare = prepare_spare(directory.path(), 4096 + 17).unwrap();
+        let spare = prepare_spare(directory.path(), 4096 + 17, ZeroFill::Direct).unwrap();
         let header = SegmentHeader {
             first_position: 1,
             previous_hash: Hash32::GENESIS,

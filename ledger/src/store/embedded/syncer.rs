@@ -22,7 +22,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::head::HeadFile;
 use super::index::SegmentEntry;
-use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::segment::{self, SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
 use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
@@ -281,7 +281,7 @@ impl Disk {
         let directory = self.shared.segments_directory.clone();
         let spare = match self.spare.take() {
             Some(preparing) => preparing.join().expect("spare preparation does not panic"),
-            None => segment::prepare_spare(&directory, self.segment_size_bytes),
+            None => segment::prepare_spare(&directory, self.segment_size_bytes, ZeroFill::Direct),
         }
         .map_err(|e| StoreError::io(&directory, e))?;
         let header = SegmentHeader {
@@ -313,7 +313,7 @@ impl Disk {
             self.spare = Some(
                 std::thread::Builder::new()
                     .name("stemma-spare-segment".into())
-                    .spawn(move || segment::prepare_spare(&directory, size))
+                    .spawn(move || segment::prepare_spare(&directory, size, ZeroFill::Direct))
                     .expect("spawning a thread"),
             );
         }
