@@ -5,7 +5,9 @@
 //! `cargo run --release -p benches --example store_cpu -- [appenders] [appends each]`
 //! (defaults 256 and 2,000; `STEMMA_BENCH_DIR` sets where data goes: a tmpfs takes the
 //! disk out entirely). Prints ns of CPU per event for the builder (`stemma-writer`), the
-//! syncer and the whole process, and events per commit.
+//! syncer and the whole process, and events per commit; and, measured first in the same
+//! run, the client's own share: the same tasks building the same requests and dropping
+//! them instead of appending (`client=`).
 
 /// The allocator of the `stemma` binary, so the numbers are the ones it gets.
 #[global_allocator]
@@ -36,9 +38,15 @@ fn thread_cpu_ns(name: &str) -> u64 {
     total
 }
 
-/// ns on CPU of every live thread of this process.
+/// ns on CPU of this process, threads that have exited included (the one that zero-fills
+/// the next segment ends once it is ready).
 fn process_cpu_ns() -> u64 {
-    thread_cpu_ns("")
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(status, 0, "getrusage");
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 fn main() {
@@ -69,6 +77,30 @@ fn main() {
                 .0,
         );
         let next_command = Arc::new(AtomicU64::new(1_000_000));
+        let client_before = process_cpu_ns();
+        let tasks: Vec<_> = (0..appenders)
+            .map(|task| {
+                let (next_command, payload) = (next_command.clone(), payload.clone());
+                tokio::spawn(async move {
+                    let stream_id = format!("bench-{}", 100 + task);
+                    let template = stemma_tests::append(
+                        "b0",
+                        &[],
+                        vec![stemma_tests::event(&stream_id, &payload)],
+                    );
+                    for _ in 0..appends_each {
+                        let n = next_command.fetch_add(1, Ordering::Relaxed);
+                        let mut request = template.clone();
+                        request.command_id = CommandId::new(format!("b{n}")).unwrap();
+                        std::hint::black_box(request);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let client_ns = process_cpu_ns() - client_before;
         let (builder_before, syncer_before, all_before, commits_before) = (
             thread_cpu_ns("stemma-writer"),
             thread_cpu_ns("stemma-syncer"),
@@ -105,13 +137,15 @@ fn main() {
         let commits = clock.calls() - commits_before;
         println!(
             "CPU appenders={appenders} events={events} wall={:.2}s ({:.0} events/s) \
-             events/commit={:.1} ns/event: builder={:.0} syncer={:.0} process={:.0}",
+             events/commit={:.1} ns/event: builder={:.0} syncer={:.0} process={:.0} \
+             client={:.0}",
             elapsed.as_secs_f64(),
             events as f64 / elapsed.as_secs_f64(),
             events as f64 / commits.max(1) as f64,
             per_event(thread_cpu_ns("stemma-writer") - builder_before),
             per_event(thread_cpu_ns("stemma-syncer") - syncer_before),
             per_event(process_cpu_ns() - all_before),
+            per_event(client_ns),
         );
         store.close().await;
     });

@@ -165,9 +165,64 @@ async fn segments_keep_their_size_when_the_option_changes() {
     assert!(events[20..].iter().all(|e| e.payload == vec![2u8; 700]));
 }
 
+/// The writer pads each write with zeroes to the end of its page, but never past the end
+/// of a segment whose size is not a whole number of pages (whose spare is zero-filled
+/// through the page cache): the log reads back whole, across rolls and a reopen.
+#[tokio::test]
+async fn segments_of_a_size_that_is_no_whole_number_of_pages_fill_and_roll() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        segment_size_bytes: 2 * 4096 + 100,
+        ..EmbeddedOptions::default()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options.clone())
+        .await
+        .unwrap();
+    for i in 0..60u8 {
+        let result = store
+            .append(append(&format!("c{i}"), &[], vec![event("s-1", &[i; 700])]))
+            .await
+            .unwrap();
+        assert_eq!(result.first_position, u64::from(i) + 1);
+    }
+    store.close().await;
+    drop(store);
+    let (store, report) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    assert_eq!(report.head.position, 60);
+    assert!(report.segments >= 6, "{report:?}");
+    assert!(report.torn_tail.is_none());
+    let events = conformance::read_everything(&store).await;
+    assert!(events
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.payload == vec![i as u8; 700]));
+    for entry in std::fs::read_dir(directory.path().join("segments")).unwrap() {
+        assert_eq!(entry.unwrap().metadata().unwrap().len(), 2 * 4096 + 100);
+    }
+}
+
 /// Fails the `fdatasync` of the commit after `healthy_syncs` good ones.
 struct FailingSync {
     healthy_syncs: std::sync::atomic::AtomicU32,
+    /// The thread each failed `fdatasync` was on.
+    failed_on: std::sync::Mutex<Vec<String>>,
+}
+
+impl FailingSync {
+    fn after(healthy_syncs: u32) -> FailingSync {
+        FailingSync {
+            healthy_syncs: healthy_syncs.into(),
+            failed_on: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// The name of the thread an I/O operation runs on: the builder (`stemma-writer`) or the
+/// syncer (`stemma-syncer`).
+fn this_thread() -> String {
+    std::thread::current().name().unwrap_or("?").to_string()
 }
 
 impl ledger::store::embedded::IoFaults for FailingSync {
@@ -181,7 +236,10 @@ impl ledger::store::embedded::IoFaults for FailingSync {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         {
             Ok(_) => Ok(()),
-            Err(_) => Err(std::io::Error::other("injected fdatasync failure")),
+            Err(_) => {
+                self.failed_on.lock().unwrap().push(this_thread());
+                Err(std::io::Error::other("injected fdatasync failure"))
+            }
         }
     }
 }
@@ -189,10 +247,9 @@ impl ledger::store::embedded::IoFaults for FailingSync {
 #[tokio::test]
 async fn a_failed_fdatasync_fails_the_store_until_it_is_reopened() {
     let directory = tempfile::tempdir().unwrap();
+    let faults = std::sync::Arc::new(FailingSync::after(3));
     let options = EmbeddedOptions {
-        faults: Some(std::sync::Arc::new(FailingSync {
-            healthy_syncs: 3.into(),
-        })),
+        faults: Some(faults.clone()),
         ..small_segments()
     };
     let (store, _) = EmbeddedStore::open(directory.path(), options)
@@ -212,6 +269,8 @@ async fn a_failed_fdatasync_fails_the_store_until_it_is_reopened() {
         matches!(error, StoreError::Unavailable(ref why) if why.contains("injected fdatasync failure")),
         "{error}"
     );
+    // One append at a time: the builder wrote the failed commit itself.
+    assert_eq!(*faults.failed_on.lock().unwrap(), ["stemma-writer"]);
     // The outcome of the failed commit is unknown, so nothing after it is accepted.
     let error = store
         .append(append("after", &[], vec![event("s-1", b"z")]))
@@ -255,15 +314,16 @@ struct GateState {
     armed: bool,
     entered: bool,
     released: bool,
+    /// The thread of every `fdatasync` so far, in order.
+    synced_on: Vec<String>,
 }
 
 impl SyncGate {
     fn arm(&self) {
         let mut state = self.state.lock().unwrap();
-        *state = GateState {
-            armed: true,
-            ..GateState::default()
-        };
+        state.armed = true;
+        state.entered = false;
+        state.released = false;
     }
 
     /// Blocks until the syncer is held at the gate.
@@ -276,12 +336,17 @@ impl SyncGate {
         self.state.lock().unwrap().released = true;
         self.changed.notify_all();
     }
+
+    fn synced_on(&self) -> Vec<String> {
+        self.state.lock().unwrap().synced_on.clone()
+    }
 }
 
 impl ledger::store::embedded::IoFaults for SyncGate {
     fn before(&self, operation: ledger::store::embedded::IoOperation) -> std::io::Result<()> {
         if operation == ledger::store::embedded::IoOperation::Sync {
             let mut state = self.state.lock().unwrap();
+            state.synced_on.push(this_thread());
             if state.armed {
                 state.armed = false;
                 state.entered = true;
@@ -307,6 +372,9 @@ async fn retries_of_a_commit_in_flight_are_answered_once_it_is_durable() {
         // while a commit is in flight unless the one it builds is full or must start a
         // new segment: the default limits and segment size keep every round far from both.
         append_queue_depth_max: 1,
+        // The builder keeps taking appends during every sync (it never writes a commit
+        // itself, which would hold it at the gate).
+        sync_on_builder_when_quiet: false,
         ..EmbeddedOptions::default()
     };
     let (store, _) = EmbeddedStore::open(directory.path(), options)
@@ -402,9 +470,7 @@ async fn retries_across_segment_rolls_are_answered_once() {
 async fn a_failed_fdatasync_fails_the_appends_built_on_the_commit_in_flight() {
     let directory = tempfile::tempdir().unwrap();
     let options = EmbeddedOptions {
-        faults: Some(std::sync::Arc::new(FailingSync {
-            healthy_syncs: 0.into(),
-        })),
+        faults: Some(std::sync::Arc::new(FailingSync::after(0))),
         ..small_segments()
     };
     let (store, _) = EmbeddedStore::open(directory.path(), options)
@@ -487,6 +553,8 @@ async fn a_commit_with_few_appends_waiting_is_published_after_its_sync_and_they_
         faults: Some(turnstile.clone()),
         // A `submit` returns once the builder has taken the append before it.
         append_queue_depth_max: 1,
+        // What this test holds is the syncer's way; the builder's own is tested apart.
+        sync_on_builder_when_quiet: false,
         ..EmbeddedOptions::default()
     };
     let (store, _) = EmbeddedStore::open(directory.path(), options)
@@ -535,4 +603,87 @@ async fn a_commit_with_few_appends_waiting_is_published_after_its_sync_and_they_
     }
     assert_eq!(store.head().await.unwrap().position, 20);
     store.close().await;
+}
+
+/// One append at a time, the appenders wait for their answers: the builder writes and
+/// syncs each commit itself (after the first, which shows that nothing arrives during a
+/// sync). Held at that `fdatasync`, nothing of the commit is visible or answered, and
+/// nothing is decided: appends that arrive wait, are decided against the durable commit
+/// once it is indexed (a retry gets its result, a stale expectation is refused), and,
+/// since they arrived during a sync, go to the syncer; once a sync sees no arrival, the
+/// builder writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_syncs_a_lone_commit_itself_and_publishes_it_only_once_durable() {
+    use futures::FutureExt;
+    use ledger::store::embedded::head;
+
+    let directory = tempfile::tempdir().unwrap();
+    let gate = std::sync::Arc::new(SyncGate::default());
+    let options = EmbeddedOptions {
+        faults: Some(gate.clone()),
+        ..EmbeddedOptions::default()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    let lone = |id: &str, expectations: &[(&str, ExpectedVersion)], payload: &[u8]| {
+        append(id, expectations, vec![event("s-1", payload)])
+    };
+    for i in 0..3 {
+        let result = store
+            .append(lone(&format!("c-{i}"), &[], b"x"))
+            .await
+            .unwrap();
+        assert_eq!(result.first_position, i + 1);
+    }
+    assert_eq!(
+        gate.synced_on(),
+        ["stemma-syncer", "stemma-writer", "stemma-writer"]
+    );
+
+    gate.arm();
+    let mut held = store.submit(lone("held", &[], b"h")).await.unwrap();
+    let entered = gate.clone();
+    tokio::task::spawn_blocking(move || entered.wait_entered())
+        .await
+        .unwrap();
+    assert_eq!(gate.synced_on().last().unwrap(), "stemma-writer");
+    let retry = store.submit(lone("held", &[], b"h")).await.unwrap();
+    let stale = store
+        .submit(lone("stale", &[("s-1", ExpectedVersion::Exact(3))], b"s"))
+        .await
+        .unwrap();
+    let next = store
+        .submit(lone("next", &[("s-1", ExpectedVersion::Exact(4))], b"n"))
+        .await
+        .unwrap();
+    // Written, not yet synced: not answered, not indexed, not in `HEAD`.
+    assert!((&mut held).now_or_never().is_none());
+    assert_eq!(store.head().await.unwrap().position, 3);
+    assert_eq!(*store.watch_head().borrow(), 3);
+    assert!(store.read_all(4, 10).await.unwrap().is_empty());
+    assert_eq!(head::read(directory.path()), Some(3));
+
+    gate.release();
+    let held = held.await.unwrap();
+    assert_eq!((held.first_position, held.last_position), (4, 4));
+    assert_eq!(retry.await.unwrap(), held);
+    let error = stale.await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::WrongExpectedVersion { actual: 4, .. }),
+        "{error}"
+    );
+    assert_eq!(next.await.unwrap().first_position, 5);
+    let after = store.append(lone("after", &[], b"a")).await.unwrap();
+    assert_eq!(after.first_position, 6);
+    assert_eq!(
+        gate.synced_on()[3..],
+        ["stemma-writer", "stemma-syncer", "stemma-writer"]
+    );
+    assert_eq!(head::read(directory.path()), Some(6));
+    let events = conformance::read_everything(&store).await;
+    let versions: Vec<u64> = events.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    store.close().await;
+    assert_eq!(head::read(directory.path()), Some(6));
 }

@@ -13,7 +13,8 @@
 //! while the next one syncs. It decides nothing in between: a commit it decides against is
 //! in flight or in the index, never in neither. With nothing waiting, or only a few
 //! appends (`syncer::hand_over_first`), the syncer publishes the commit itself
-//! (`syncer::Publisher`), as a lone appender wants.
+//! (`syncer::Publisher`). When nothing arrived during that sync, the builder writes the
+//! next (small) commit itself (`sync_here`), as a lone appender wants.
 //!
 //! Gathering: after the syncer published a commit itself, its appenders come back with
 //! their next appends within microseconds, one after the other. Handing the idle syncer
@@ -24,7 +25,7 @@
 //! as long in the commit after it.
 
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::index::CommandEntry;
 use super::read;
 use super::segment::SEGMENT_HEADER_BYTES;
-use super::syncer::{self, Handoff, Published, Publisher, Synced, Written};
+use super::syncer::{self, Disk, Handoff, Published, Publisher, Synced, Written};
 use super::writer::{
     Accepted, AppendReply, Commit, DecidingMaps, Shared, Submitted, WriterLimits, WriterMessage,
 };
@@ -58,6 +59,14 @@ struct Tip {
 /// The longest the builder waits for the appenders of a published commit to come back,
 /// however long its sync took (a stalled disk must not stall the next commit too).
 const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
+
+/// The most appends in a commit the builder writes itself (`sync_here`). What that saves
+/// is a fixed cost per commit: the syncer's wake-up and the builder's, tens of µs between
+/// one `fdatasync`'s return and the next `pwrite` for a lone appender. What it costs grows
+/// with the commit: the builder answers all its appenders before it decides the first of
+/// them back, where the syncer would answer while the builder decides. With 16 appenders
+/// writing here still took less CPU per event; with hundreds the overlap wins.
+const SYNC_HERE_APPENDS_MAX: usize = 32;
 
 /// What the next commit waits for while the syncer is idle (see the module doc).
 struct Gather {
@@ -93,9 +102,14 @@ pub struct Builder {
     reusable_maps: DecidingMaps,
     /// Appends in the last commit handed to the syncer.
     last_commit_appends: usize,
-    /// Set when the syncer published a commit itself; taken when the next one is handed.
+    /// Set when a commit was published by the syncer or written here; taken when the
+    /// next one is handed over or written.
     gather: Option<Gather>,
     publisher: Arc<Publisher>,
+    disk: Arc<Mutex<Disk>>,
+    /// No append arrived while the last commit was written and synced: the next one is
+    /// written here (`sync_here`).
+    quiet: bool,
 }
 
 impl Builder {
@@ -105,9 +119,9 @@ impl Builder {
         receiver: mpsc::Receiver<WriterMessage>,
         syncer: SyncSender<Handoff>,
         publisher: Arc<Publisher>,
-        write_offset: u64,
-        active_segment_bytes: u64,
+        disk: Arc<Mutex<Disk>>,
     ) -> Builder {
+        let (write_offset, active_segment_bytes) = disk.lock().expect("disk lock").end();
         let shared = publisher.shared.clone();
         let tip = {
             let index = shared.index.read().expect("index lock");
@@ -137,6 +151,9 @@ impl Builder {
             last_commit_appends: 0,
             gather: None,
             publisher,
+            disk,
+            // Until a commit shows that the appenders wait for their answers.
+            quiet: false,
         }
     }
 
@@ -154,6 +171,13 @@ impl Builder {
                 }
                 if self.building.as_ref().is_some_and(|c| c.appends > 0) {
                     self.gather();
+                    if self.sync_here_fits() {
+                        if let Err(why) = self.sync_here() {
+                            self.fail(&why);
+                            return self.close.take();
+                        }
+                        continue;
+                    }
                     self.hand();
                 } else if self.closing {
                     return self.close.take();
@@ -252,8 +276,88 @@ impl Builder {
         }
     }
 
+    /// Whether the commit being built is one for the builder to write itself.
+    fn sync_here_fits(&self) -> bool {
+        self.quiet
+            && self.limits.sync_on_builder_when_quiet
+            && self.building_appends() <= SYNC_HERE_APPENDS_MAX
+    }
+
     /// Seals the commit being built and hands it to the (idle) syncer.
     fn hand(&mut self) {
+        let mut commit = self.seal();
+        let (synced, outcome) = oneshot::channel();
+        self.in_flight = Some(InFlight {
+            synced: outcome,
+            maps: DecidingMaps {
+                stream_versions: std::mem::take(&mut commit.stream_versions),
+                commands: std::mem::take(&mut commit.commands),
+            },
+        });
+        self.syncer
+            .send(Handoff { commit, synced })
+            .expect("the syncer runs until it fails or the builder hangs up");
+    }
+
+    /// Writes, syncs and publishes the commit being built on this thread, with nothing in
+    /// flight: what the syncer does, without waking it and being woken by it (a lone
+    /// appender waits on both). Nothing is decided meanwhile: appends that arrive wait
+    /// in the queue, and are decided against the index once this commit is in it. If any
+    /// did arrive, the appenders do not wait for their answers, and the next commit goes
+    /// to the syncer again, so that deciding and encoding it overlaps this sync.
+    ///
+    /// The order is the syncer's: the commit before this one is indexed (it came back
+    /// before this one was sealed), this one is indexed and answered only after its
+    /// `fdatasync` returned, and `HEAD` names it before the next commit is written. An
+    /// error is the store's failure.
+    fn sync_here(&mut self) -> Result<(), String> {
+        debug_assert!(self.in_flight.is_none(), "one commit at a time");
+        let mut commit = self.seal();
+        let started = Instant::now();
+        let written = self.disk.lock().expect("disk lock").write(&mut commit);
+        let (offset, mut new_segment) = match written {
+            Ok(written) => written,
+            Err(error) => {
+                let why = self.shared.record_failure(&error);
+                commit.fail(&why);
+                return Err(why);
+            }
+        };
+        let sync_time = started.elapsed();
+        let arrived = self.receiver.len();
+        let indexed = self
+            .publisher
+            .index_if_next(&commit, offset, &mut new_segment);
+        assert!(indexed, "commits are indexed in order");
+        // `HEAD` before the answers, as the syncer does (see `Syncer::run`).
+        let head_file = self.publisher.write_head_file(commit.last_written());
+        let appends = commit.appends;
+        let maps = DecidingMaps {
+            stream_versions: std::mem::take(&mut commit.stream_versions),
+            commands: std::mem::take(&mut commit.commands),
+        };
+        let (buffer, requests) = syncer::answer(commit);
+        self.reusable_maps = maps.cleared();
+        self.reusable_buffer = buffer;
+        self.quiet = arrived == 0;
+        self.gather = Some(Gather {
+            expected: (appends + arrived).min(self.limits.commit_appends_max),
+            deadline: Instant::now() + sync_time.min(GATHER_WAIT_MAX),
+        });
+        if let Err(error) = head_file {
+            return Err(self.shared.record_failure(&error));
+        }
+        self.decide_postponed();
+        drop(requests);
+        self.disk
+            .lock()
+            .expect("disk lock")
+            .prepare_spare_when_half_full();
+        Ok(())
+    }
+
+    /// Takes the commit being built, sealed, and moves the tip past it.
+    fn seal(&mut self) -> Commit {
         self.gather = None;
         self.publisher.waiting_appends.store(0, Ordering::Release);
         let mut commit = self.building.take().expect("a commit is being built");
@@ -271,17 +375,7 @@ impl Builder {
             self.tip.hash = commit.previous_hash;
             self.tip.recorded_at = commit.recorded_at;
         }
-        let (synced, outcome) = oneshot::channel();
-        self.in_flight = Some(InFlight {
-            synced: outcome,
-            maps: DecidingMaps {
-                stream_versions: std::mem::take(&mut commit.stream_versions),
-                commands: std::mem::take(&mut commit.commands),
-            },
-        });
-        self.syncer
-            .send(Handoff { commit, synced })
-            .expect("the syncer runs until it fails or the builder hangs up");
+        commit
     }
 
     /// The commit in flight is durable and was indexed and answered by the syncer.
@@ -290,6 +384,7 @@ impl Builder {
             self.reusable_maps = in_flight.maps.cleared();
         }
         self.reusable_buffer = published.buffer;
+        self.quiet = published.arrived == 0;
         self.gather = Some(Gather {
             expected: published.expected.min(self.limits.commit_appends_max),
             deadline: Instant::now() + published.sync_time.min(GATHER_WAIT_MAX),
@@ -327,7 +422,8 @@ impl Builder {
         }
         // HEAD before the next commit goes: if it cannot be written the store fails, and
         // nothing may be written after a commit whose appenders are told it failed.
-        let head_file = self.publisher.write_head_file(&commit);
+        self.quiet = false;
+        let head_file = self.publisher.write_head_file(commit.last_written());
         let in_flight = self.in_flight.take().expect("a commit was in flight");
         if head_file.is_ok() && self.building.as_ref().is_some_and(|c| c.appends > 0) {
             self.hand();

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::head::{self, HeadFile};
-use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::segment::{self, SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
 use super::{SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN};
 use crate::store::codec::{self, CommitRange};
 use crate::store::types::{Hash32, Position, RecordedEvent};
@@ -217,8 +217,8 @@ impl LogWriter {
             file.sync_data().map_err(io(&path))?;
         }
         let directory = &self.segments_directory;
-        let spare =
-            segment::prepare_spare(directory, self.segment_size_bytes).map_err(io(directory))?;
+        let spare = segment::prepare_spare(directory, self.segment_size_bytes, ZeroFill::Cached)
+            .map_err(io(directory))?;
         let header = SegmentHeader {
             first_position,
             previous_hash,

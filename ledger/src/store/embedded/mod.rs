@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use recovery::TornTail;
-use segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use segment::{SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
 pub use writer::{IoFaults, IoOperation};
 use writer::{Shared, Submitted, Writer, WriterLimits, WriterMessage};
 
@@ -60,6 +60,13 @@ pub struct EmbeddedOptions {
     pub commit_appends_max: usize,
     /// Bytes in one group commit (one append may exceed it on its own).
     pub commit_bytes_max: usize,
+    /// When no append arrived while the last commit was written and synced (appenders
+    /// wait for their answers before sending more), the builder writes and syncs the next
+    /// commit on its own thread rather than handing it to the syncer's: one thread
+    /// wake-up less on every append's way. Appends that arrive meanwhile wait in the
+    /// queue until that sync returns, and the next commit goes to the syncer again.
+    /// `false`: always hand over, so the builder keeps taking appends during every sync.
+    pub sync_on_builder_when_quiet: bool,
     /// Stamps `recorded_at`.
     pub clock: Arc<dyn Clock>,
     /// Failure injection for tests; `None` in production.
@@ -73,6 +80,7 @@ impl Default for EmbeddedOptions {
             append_queue_depth_max: 4_096,
             commit_appends_max: 4_096,
             commit_bytes_max: 8 * 1024 * 1024,
+            sync_on_builder_when_quiet: true,
             clock: Arc::new(SystemClock),
             faults: None,
         }
@@ -155,8 +163,12 @@ impl EmbeddedStore {
         let segments = segment::list_segments(&segments_directory)?;
         let (mut index, torn_tail) = recovery::scan(&segments, RECORD_BODY_BYTES_MAX)?;
         if index.segments.is_empty() {
-            let spare = segment::prepare_spare(&segments_directory, options.segment_size_bytes)
-                .map_err(|e| StoreError::io(&segments_directory, e))?;
+            let spare = segment::prepare_spare(
+                &segments_directory,
+                options.segment_size_bytes,
+                ZeroFill::Direct,
+            )
+            .map_err(|e| StoreError::io(&segments_directory, e))?;
             let header = SegmentHeader {
                 first_position: 1,
                 previous_hash: index.head.hash,
@@ -209,6 +221,7 @@ impl EmbeddedStore {
                 segment_size_bytes: options.segment_size_bytes,
                 commit_appends_max: options.commit_appends_max,
                 commit_bytes_max: options.commit_bytes_max,
+                sync_on_builder_when_quiet: options.sync_on_builder_when_quiet,
             },
             clock: options.clock.clone(),
             receiver,

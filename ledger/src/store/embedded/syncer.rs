@@ -3,14 +3,16 @@
 //! back for the builder to publish when the builder has a next commit of its own waiting
 //! (`hand_over_first`).
 //!
-//! It owns the active segment (where the next commit goes, rolling to a new segment). A
-//! commit is indexed and answered only after its `fdatasync` returned, so readers never
-//! see an event that a crash could take back.
+//! It writes through the `Disk` (the active segment, where the next commit goes, rolling
+//! to a new segment), which the builder uses too when it writes a commit itself
+//! (`Builder::sync_here`); one commit is written at a time either way. A commit is indexed
+//! and answered only after its `fdatasync` returned, so readers never see an event that a
+//! crash could take back.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +22,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::head::HeadFile;
 use super::index::SegmentEntry;
-use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::segment::{self, SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
 use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
@@ -52,6 +54,10 @@ pub struct Published {
     /// The appends it answered plus those the builder had waiting when it was published:
     /// how many appends the next commit can expect once the answered appenders are back.
     pub expected: usize,
+    /// Of those, the appends that arrived while it was written and synced: none means
+    /// the appenders wait for their answers before sending more, and the builder then
+    /// writes the next commit itself (`Builder::sync_here`).
+    pub arrived: usize,
     /// How long its `pwrite` + `fdatasync` took: waiting longer than that for the
     /// answered appenders to come back costs more than letting the late ones take the
     /// commit after.
@@ -73,13 +79,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Writes the durable commit's last position to `HEAD`.
-    pub fn write_head_file(&self, commit: &Commit) -> Result<(), StoreError> {
-        if commit.buffer.is_empty() {
+    /// Writes a durable commit's last position (`head_after`) to `HEAD`.
+    pub fn write_head_file(&self, last: Option<Position>) -> Result<(), StoreError> {
+        let Some(position) = last else {
             return Ok(());
-        }
+        };
         self.head_file
-            .publish(commit.next_position - 1)
+            .publish(position)
             .map_err(|e| StoreError::io(self.head_file.path(), e))
     }
 
@@ -182,9 +188,11 @@ pub struct Handoff {
     pub synced: oneshot::Sender<Synced>,
 }
 
-pub struct Syncer {
+/// The active segment and where the next commit goes in it: used by whichever thread
+/// writes the commit (the syncer, or the builder when it writes one itself), one commit
+/// at a time, so the lock is never contended.
+pub struct Disk {
     shared: Arc<Shared>,
-    publisher: Arc<Publisher>,
     segment_size_bytes: u64,
     /// The active (last) segment: the index learns of a new one only when its first
     /// commit is indexed.
@@ -197,23 +205,21 @@ pub struct Syncer {
     faults: Option<Arc<dyn IoFaults>>,
 }
 
-impl Syncer {
+impl Disk {
     pub fn new(
         shared: Arc<Shared>,
-        publisher: Arc<Publisher>,
         segment_size_bytes: u64,
         write_offset: u64,
         active_segment_bytes: u64,
         faults: Option<Arc<dyn IoFaults>>,
-    ) -> Syncer {
+    ) -> Disk {
         let active = {
             let index = shared.index.read().expect("index lock");
             let segment = index.segments.last().expect("a segment is open");
             (segment.file.clone(), segment.path.clone())
         };
-        Syncer {
+        Disk {
             shared,
-            publisher,
             segment_size_bytes,
             active,
             write_offset,
@@ -223,21 +229,129 @@ impl Syncer {
         }
     }
 
+    /// Where the next commit goes in the active segment, and that segment's size.
+    pub fn end(&self) -> (u64, u64) {
+        (self.write_offset, self.active_segment_bytes)
+    }
+
+    /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
+    /// in the rest of this one. Returns where it starts, and the new segment if it rolled.
+    /// A commit of answers only writes nothing: it is durable once the one before it is.
+    ///
+    /// The write runs on to the end of its last page with zeroes (what the segment holds
+    /// there already): a page the write covers only in part must be read from disk first
+    /// unless it is cached, and spares are zero-filled past the page cache. The page it
+    /// starts in was the last one written before it, so it is cached.
+    pub fn write(
+        &mut self,
+        commit: &mut Commit,
+    ) -> Result<(u64, Option<SegmentEntry>), StoreError> {
+        if commit.buffer.is_empty() {
+            return Ok((self.write_offset, None));
+        }
+        let mut new_segment = None;
+        if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
+            new_segment = Some(self.roll(commit.first_position, commit.first_previous_hash)?);
+        }
+        let (file, path) = &self.active;
+        let offset = self.write_offset;
+        let bytes = commit.buffer.len();
+        let end = offset + bytes as u64;
+        let padded_end = end
+            .next_multiple_of(segment::PAGE_BYTES)
+            .min(self.active_segment_bytes);
+        commit.buffer.resize(bytes + (padded_end - end) as usize, 0);
+        let faults = self.faults.as_deref();
+        let check = |operation| faults.map_or(Ok(()), |faults| faults.before(operation));
+        let written = check(IoOperation::Write)
+            .and_then(|()| file.write_all_at(&commit.buffer, offset))
+            .and_then(|()| check(IoOperation::Sync))
+            .and_then(|()| file.sync_data());
+        commit.buffer.truncate(bytes);
+        written.map_err(|e| StoreError::io(path, e))?;
+        self.write_offset = end;
+        Ok((offset, new_segment))
+    }
+
+    fn roll(
+        &mut self,
+        first_position: Position,
+        previous_hash: Hash32,
+    ) -> Result<SegmentEntry, StoreError> {
+        let directory = self.shared.segments_directory.clone();
+        let spare = match self.spare.take() {
+            Some(preparing) => preparing.join().expect("spare preparation does not panic"),
+            None => segment::prepare_spare(&directory, self.segment_size_bytes, ZeroFill::Direct),
+        }
+        .map_err(|e| StoreError::io(&directory, e))?;
+        let header = SegmentHeader {
+            first_position,
+            previous_hash,
+        };
+        let (path, file) = segment::install_spare(&directory, &spare, header)
+            .map_err(|e| StoreError::io(&directory, e))?;
+        tracing::debug!(segment = %path.display(), first_position, "rolled to a new segment");
+        let file = Arc::new(file);
+        self.active = (file.clone(), path.clone());
+        self.write_offset = SEGMENT_HEADER_BYTES;
+        self.active_segment_bytes = self.segment_size_bytes;
+        Ok(SegmentEntry {
+            path,
+            file,
+            first_position,
+            offsets: Vec::new(),
+            end_offset: SEGMENT_HEADER_BYTES,
+        })
+    }
+
+    /// Starts zero-filling the next segment once the active one is half full, off the
+    /// path of any commit.
+    pub fn prepare_spare_when_half_full(&mut self) {
+        if self.spare.is_none() && self.write_offset > self.active_segment_bytes / 2 {
+            let directory = self.shared.segments_directory.clone();
+            let size = self.segment_size_bytes;
+            self.spare = Some(
+                std::thread::Builder::new()
+                    .name("stemma-spare-segment".into())
+                    .spawn(move || segment::prepare_spare(&directory, size, ZeroFill::Direct))
+                    .expect("spawning a thread"),
+            );
+        }
+    }
+
+    /// Waits for a spare segment being prepared (the writer is stopping).
+    pub fn finish(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+}
+
+pub struct Syncer {
+    shared: Arc<Shared>,
+    publisher: Arc<Publisher>,
+    disk: Arc<Mutex<Disk>>,
+}
+
+impl Syncer {
+    pub fn new(shared: Arc<Shared>, publisher: Arc<Publisher>, disk: Arc<Mutex<Disk>>) -> Syncer {
+        Syncer {
+            shared,
+            publisher,
+            disk,
+        }
+    }
+
     /// Runs until the builder hangs up, or until a commit fails (the store is then failed
     /// and the builder answers everything after it).
     ///
     /// With a next commit of its own waiting, it only writes and syncs: the builder
     /// hands that over first, then indexes and answers this one, so the next `pwrite`
     /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
-    pub fn run(mut self, commits: std::sync::mpsc::Receiver<Handoff>) {
-        for Handoff { commit, synced } in commits {
+    pub fn run(self, commits: std::sync::mpsc::Receiver<Handoff>) {
+        for Handoff { mut commit, synced } in commits {
             let started = Instant::now();
-            let written = if commit.buffer.is_empty() {
-                // Only answers: durable as soon as the commit before it was.
-                Ok((self.write_offset, None))
-            } else {
-                self.write(&commit)
-            };
+            let written = self.disk.lock().expect("disk lock").write(&mut commit);
             let (offset, mut new_segment) = match written {
                 Ok(written) => written,
                 Err(error) => {
@@ -263,8 +377,10 @@ impl Syncer {
                 self.prepare_spare_when_half_full();
                 continue;
             }
-            // After the fdatasync returned, never before: HEAD may lag the log, never lead it.
-            let head_file = publisher.write_head_file(&commit);
+            // After the fdatasync returned, never before: HEAD may lag the log, never lead
+            // it. Before the answers: a reader started once an append is answered (`stemma
+            // audit` beside the service) sees it.
+            let head_file = publisher.write_head_file(commit.last_written());
             let commit_appends = commit.appends;
             // Answer first: the appenders' next appends then have a chance to join the next
             // commit instead of waiting for the one after it. The commit is durable and
@@ -274,82 +390,22 @@ impl Syncer {
                 let _ = synced.send(Synced::Failed(self.shared.record_failure(&error)));
                 break;
             }
-            let expected = commit_appends + waiting;
             let _ = synced.send(Synced::Indexed(Published {
                 buffer,
-                expected,
+                expected: commit_appends + waiting,
+                arrived: waiting,
                 sync_time,
             }));
             // Freed once the builder has its go: not on the way to it.
             drop(requests);
             self.prepare_spare_when_half_full();
         }
-        if let Some(spare) = self.spare.take() {
-            let _ = spare.join();
-        }
     }
 
-    /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
-    /// in the rest of this one. Returns where it starts, and the new segment if it rolled.
-    fn write(&mut self, commit: &Commit) -> Result<(u64, Option<SegmentEntry>), StoreError> {
-        let mut new_segment = None;
-        if self.write_offset + commit.buffer.len() as u64 > self.active_segment_bytes {
-            new_segment = Some(self.roll(commit.first_position, commit.first_previous_hash)?);
-        }
-        let (file, path) = &self.active;
-        let offset = self.write_offset;
-        let faults = self.faults.as_deref();
-        let check = |operation| faults.map_or(Ok(()), |faults| faults.before(operation));
-        check(IoOperation::Write)
-            .and_then(|()| file.write_all_at(&commit.buffer, offset))
-            .and_then(|()| check(IoOperation::Sync))
-            .and_then(|()| file.sync_data())
-            .map_err(|e| StoreError::io(path, e))?;
-        self.write_offset += commit.buffer.len() as u64;
-        Ok((offset, new_segment))
-    }
-
-    fn roll(
-        &mut self,
-        first_position: Position,
-        previous_hash: Hash32,
-    ) -> Result<SegmentEntry, StoreError> {
-        let directory = self.shared.segments_directory.clone();
-        let spare = match self.spare.take() {
-            Some(preparing) => preparing.join().expect("spare preparation does not panic"),
-            None => segment::prepare_spare(&directory, self.segment_size_bytes),
-        }
-        .map_err(|e| StoreError::io(&directory, e))?;
-        let header = SegmentHeader {
-            first_position,
-            previous_hash,
-        };
-        let (path, file) = segment::install_spare(&directory, &spare, header)
-            .map_err(|e| StoreError::io(&directory, e))?;
-        tracing::debug!(segment = %path.display(), first_position, "rolled to a new segment");
-        let file = Arc::new(file);
-        self.active = (file.clone(), path.clone());
-        self.write_offset = SEGMENT_HEADER_BYTES;
-        self.active_segment_bytes = self.segment_size_bytes;
-        Ok(SegmentEntry {
-            path,
-            file,
-            first_position,
-            offsets: Vec::new(),
-            end_offset: SEGMENT_HEADER_BYTES,
-        })
-    }
-
-    fn prepare_spare_when_half_full(&mut self) {
-        if self.spare.is_none() && self.write_offset > self.active_segment_bytes / 2 {
-            let directory = self.shared.segments_directory.clone();
-            let size = self.segment_size_bytes;
-            self.spare = Some(
-                std::thread::Builder::new()
-                    .name("stemma-spare-segment".into())
-                    .spawn(move || segment::prepare_spare(&directory, size))
-                    .expect("spawning a thread"),
-            );
-        }
+    fn prepare_spare_when_half_full(&self) {
+        self.disk
+            .lock()
+            .expect("disk lock")
+            .prepare_spare_when_half_full();
     }
 }

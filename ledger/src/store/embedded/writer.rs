@@ -11,11 +11,13 @@
 //! commit of its own waiting (at least half as many appends), the syncer hands the durable
 //! one back and the builder hands over the next first, then indexes the durable one,
 //! advances the head and answers its appenders while the next one syncs; else the syncer
-//! does that itself.
+//! does that itself. When no append arrived during the last sync and the next commit is
+//! small, the builder writes, syncs and publishes it itself (`Builder::sync_here`): a lone
+//! appender then waits on one thread hop less.
 //!
 //! What recovery relies on (see `recovery.rs`) holds because one commit is in flight at
-//! most: the builder hands commit k+1 over only once commit k came back, after its
-//! `fdatasync` returned, so k+1 is written only after that. A commit never
+//! most: the builder hands commit k+1 over (or writes it itself) only once commit k came
+//! back, after its `fdatasync` returned, so k+1 is written only after that. A commit never
 //! spans segments: the builder closes it where the segment ends, the syncer rolls.
 //!
 //! Every answer, refusals included, goes out with the commit it was decided in, once that
@@ -36,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::builder::Builder;
 use super::head::HeadFile;
 use super::index::{CommandKey, FastMap, Index};
-use super::syncer::{Publisher, Syncer};
+use super::syncer::{Disk, Publisher, Syncer};
 use crate::store::codec;
 use crate::store::error::StoreError;
 use crate::store::types::{
@@ -116,6 +118,8 @@ pub struct WriterLimits {
     pub segment_size_bytes: u64,
     pub commit_appends_max: usize,
     pub commit_bytes_max: usize,
+    /// `EmbeddedOptions::sync_on_builder_when_quiet`.
+    pub sync_on_builder_when_quiet: bool,
 }
 
 pub struct Writer {
@@ -144,14 +148,14 @@ impl Writer {
             head_file: self.head_file,
             waiting_appends: AtomicUsize::new(0),
         });
-        let syncer = Syncer::new(
+        let disk = Arc::new(Mutex::new(Disk::new(
             self.shared.clone(),
-            publisher.clone(),
             self.limits.segment_size_bytes,
             self.write_offset,
             self.active_segment_bytes,
             self.faults,
-        );
+        )));
+        let syncer = Syncer::new(self.shared.clone(), publisher.clone(), disk.clone());
         let syncer = std::thread::Builder::new()
             .name("stemma-syncer".into())
             .spawn(move || syncer.run(commits))
@@ -162,13 +166,13 @@ impl Writer {
             self.receiver,
             handoff,
             publisher,
-            self.write_offset,
-            self.active_segment_bytes,
+            disk.clone(),
         );
         // The builder waits on two things at once (new appends, the syncer's outcome), so it
         // is a future; it never blocks on anything but those.
         let close = futures::executor::block_on(builder.run());
         let _ = syncer.join();
+        disk.lock().expect("disk lock").finish();
         if let Some(done) = close {
             let _ = done.send(());
         }
@@ -293,6 +297,11 @@ impl Commit {
         self.frames.truncate(mark.frames);
         self.next_position = mark.next_position;
         self.previous_hash = mark.previous_hash;
+    }
+
+    /// The last position the commit writes, if it writes any: `HEAD` once it is durable.
+    pub fn last_written(&self) -> Option<Position> {
+        (!self.buffer.is_empty()).then(|| self.next_position - 1)
     }
 
     /// Writes every frame header now that the commit's range is known.
