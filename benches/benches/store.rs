@@ -381,7 +381,15 @@ fn full_reads(c: &mut Criterion) {
     runtime.block_on(store.close());
 }
 
-criterion_group!(benches, durable_appends, full_reads);
+criterion_group! {
+    name = benches;
+    // The allocator set up as the `stemma` binary sets it up.
+    config = {
+        services::allocator::configure();
+        Criterion::default()
+    };
+    targets = durable_appends, full_reads
+}
 criterion_main!(benches);
 
 /// A group reading the whole log of `READ_EVENTS` per iteration; the two read paths are

@@ -50,6 +50,7 @@ fn process_cpu_ns() -> u64 {
 }
 
 fn main() {
+    services::allocator::configure();
     let mut args = std::env::args().skip(1);
     let appenders: usize = args.next().map_or(256, |a| a.parse().unwrap());
     let appends_each: u64 = args.next().map_or(2_000, |a| a.parse().unwrap());
