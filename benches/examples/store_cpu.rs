@@ -26,7 +26,7 @@ fn thread_cpu_ns(name: &str) -> u64 {
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let task = task.unwrap().path();
         let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if name.is_empty() || comm.trim() == name {
+        if comm.trim() == name {
             let schedstat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
             total += schedstat
                 .split_whitespace()

@@ -416,10 +416,7 @@ impl Allocations {
                 production
                     .included
                     .iter()
-                    .map(|record| {
-                        MemberId::new(names.member(self.contributors[*record as usize]))
-                            .expect("only valid ids are numbered")
-                    })
+                    .map(|record| names.member_id(self.contributors[*record as usize]))
                     .collect()
             })
             .unwrap_or_default();
@@ -462,10 +459,8 @@ impl Allocations {
         let Some(facts) = self.productions.get_mut(production as usize) else {
             return;
         };
-        let production_number = production;
-        let production = facts;
         let before = |kind: fn(&EntryKind) -> bool| -> Vec<MoneyEntry> {
-            production
+            facts
                 .entries
                 .iter()
                 .filter(|entry| kind(&entry.kind))
@@ -475,14 +470,14 @@ impl Allocations {
         let pool = PoolComputation {
             revenue_total: e.revenue_total,
             expense_total: e.expense_total,
-            artist_share: production.artist_share,
+            artist_share: facts.artist_share,
             earlier_pools: e.earlier_pools,
             pool: e.pool,
             revenues: before(|kind| matches!(kind, EntryKind::Revenue)),
             expenses: before(|kind| !matches!(kind, EntryKind::Revenue)),
-            earlier_distributions: production.distributions.clone(),
+            earlier_distributions: facts.distributions.clone(),
         };
-        production
+        facts
             .distributions
             .push((e.distribution_id.clone(), e.pool));
         let index = distribution as usize;
@@ -491,7 +486,7 @@ impl Allocations {
         }
         self.distributions[index] = Some(DistributionState {
             production_id: e.production_id.clone(),
-            production: production_number,
+            production,
             pool,
             published_at: e.published_at,
             window_closes_at: e.window_closes_at,

@@ -62,11 +62,10 @@ impl Credits {
     fn credits(&self, names: &Names, nodes: impl Iterator<Item = NodeId>) -> Vec<Credit> {
         let mut by_member: BTreeMap<MemberId, Vec<RecordId>> = BTreeMap::new();
         for node in nodes {
-            let member = names.member(self.contributors[node as usize]);
             by_member
-                .entry(MemberId::new(member).expect("only valid ids are numbered"))
+                .entry(names.member_id(self.contributors[node as usize]))
                 .or_default()
-                .push(RecordId::new(names.record(node)).expect("only valid ids are numbered"));
+                .push(names.record_id(node));
         }
         by_member
             .into_iter()

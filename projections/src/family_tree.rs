@@ -124,7 +124,7 @@ impl FamilyTree {
     }
 
     pub fn record_id(&self, node: NodeId) -> RecordId {
-        record_id(&self.catalog.read(), node)
+        self.catalog.read().record_id(node)
     }
 
     /// Runs `f` with the catalog's names (`Names::record(node)` names a node), under one
@@ -189,7 +189,7 @@ impl FamilyTree {
                 .parents(node)
                 .iter()
                 .map(|source| Link {
-                    record: record_id(&names, *source),
+                    record: names.record_id(*source),
                     kind: self.kind(*source, node),
                 })
                 .collect(),
@@ -205,7 +205,7 @@ impl FamilyTree {
                 .children(node)
                 .iter()
                 .map(|child| Link {
-                    record: record_id(&names, *child),
+                    record: names.record_id(*child),
                     kind: self.kind(node, *child),
                 })
                 .collect(),
@@ -219,7 +219,7 @@ impl FamilyTree {
                 .nodes
                 .into_iter()
                 .map(|(node, depth)| Relative {
-                    record: record_id(&names, node),
+                    record: names.record_id(node),
                     depth,
                 })
                 .collect(),
@@ -254,7 +254,7 @@ impl FamilyTree {
                 .nodes
                 .iter()
                 .filter(|(ancestor, _)| self.tree.parents(*ancestor).is_empty())
-                .map(|(ancestor, _)| record_id(&names, *ancestor))
+                .map(|(ancestor, _)| names.record_id(*ancestor))
                 .collect(),
             truncated: ancestors.truncated,
         })
@@ -319,10 +319,6 @@ impl FamilyTree {
             });
         }
     }
-}
-
-fn record_id(names: &Names, node: NodeId) -> RecordId {
-    RecordId::new(names.record(node)).expect("only valid record ids are numbered")
 }
 
 impl Projection for FamilyTree {

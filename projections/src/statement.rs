@@ -156,10 +156,9 @@ impl Statements {
 
     fn derivation(&self, names: &Names, (record, source): (NodeId, NodeId)) -> Derivation {
         Derivation {
-            source: record_id(names, source),
-            record: record_id(names, record),
-            contributor: MemberId::new(names.member(self.contributors[record as usize]))
-                .expect("only valid ids are numbered"),
+            source: names.record_id(source),
+            record: names.record_id(record),
+            contributor: names.member_id(self.contributors[record as usize]),
         }
     }
 
@@ -178,7 +177,7 @@ impl Statements {
                 .records
                 .iter()
                 .map(|node| StatementRecord {
-                    record: record_id(&names, *node),
+                    record: names.record_id(*node),
                     withdrawn: self.withdrawn[*node as usize],
                 })
                 .collect(),
@@ -214,10 +213,6 @@ impl Statements {
     ) -> Option<&mut BTreeMap<MemberId, SharedLine>> {
         self.lines.get_mut(distribution? as usize)?.as_mut()
     }
-}
-
-fn record_id(names: &Names, node: NodeId) -> RecordId {
-    RecordId::new(names.record(node)).expect("only valid ids are numbered")
 }
 
 fn upsert_lines(current: &mut BTreeMap<MemberId, SharedLine>, lines: &[Line]) {

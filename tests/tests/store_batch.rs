@@ -15,7 +15,17 @@ use stemma_tests::{command, conformance, stream};
 use tokio::sync::watch;
 
 /// A backend that has only `read_all`: `read_all_batch` is the trait's default.
-struct ReadAllOnly(Arc<EmbeddedStore>);
+struct ReadAllOnly(Arc<EmbeddedStore>, Reads);
+
+/// How much one `read_all` call of a `ReadAllOnly` returns.
+#[derive(Clone, Copy, PartialEq)]
+enum Reads {
+    /// What the embedded store returns (it stops after ~2 MiB of records).
+    AsStored,
+    /// Everything asked for, as a backend without a byte bound of its own would: only the
+    /// trait's default `read_all_batch` then bounds a batch's bytes.
+    Whole,
+}
 
 #[async_trait::async_trait]
 impl EventStore for ReadAllOnly {
@@ -37,7 +47,18 @@ impl EventStore for ReadAllOnly {
         from_position: Position,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.0.read_all(from_position, max_count).await
+        let mut events = self.0.read_all(from_position, max_count).await?;
+        while self.1 == Reads::Whole && events.len() < max_count {
+            let next = events
+                .last()
+                .map_or(from_position, |event| event.position + 1);
+            let more = self.0.read_all(next, max_count - events.len()).await?;
+            if more.is_empty() {
+                break;
+            }
+            events.extend(more);
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream_id: &StreamId) -> Result<StreamVersion, StoreError> {
@@ -144,7 +165,7 @@ async fn compare(
     from_position: Position,
     max_count: usize,
 ) {
-    let default_path = ReadAllOnly(embedded.clone());
+    let default_path = ReadAllOnly(embedded.clone(), Reads::AsStored);
     conformance::assert_batch_read_matches(&**embedded, from_position, max_count, &mut batches[0])
         .await;
     conformance::assert_batch_read_matches(
@@ -209,7 +230,7 @@ async fn run(ops: Vec<Op>) {
     for step in [1, 2, 5, 4_096] {
         for backend in [
             store.clone() as Arc<dyn EventStore>,
-            Arc::new(ReadAllOnly(store.clone())),
+            Arc::new(ReadAllOnly(store.clone(), Reads::AsStored)),
         ] {
             let mut batch = RecordBatch::new();
             let mut next = 1;
@@ -269,7 +290,7 @@ async fn a_batch_stops_at_its_byte_bound() {
     }
     for backend in [
         store.clone() as Arc<dyn EventStore>,
-        Arc::new(ReadAllOnly(store.clone())),
+        Arc::new(ReadAllOnly(store.clone(), Reads::AsStored)),
     ] {
         let mut batch = RecordBatch::new();
         let mut next = 1;
@@ -287,6 +308,39 @@ async fn a_batch_stops_at_its_byte_bound() {
         }
         assert!(batches >= 2);
     }
+    store.close().await;
+}
+
+/// The trait's default batch read stops at its byte bound by itself, when `read_all`
+/// hands it more than that: five events of 700 KiB arrive whole from `read_all`, and the
+/// batch keeps the first three (the third crosses 2 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_batch_read_bounds_its_bytes_itself() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, _) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let payload = vec![0xab; 700 * 1024];
+    for i in 0..5 {
+        store
+            .append(stemma_tests::append(
+                &format!("big-{i}"),
+                &[],
+                vec![stemma_tests::event("s-1", &payload)],
+            ))
+            .await
+            .unwrap();
+    }
+    let whole = ReadAllOnly(store.clone(), Reads::Whole);
+    assert_eq!(whole.read_all(1, 100).await.unwrap().len(), 5);
+    let mut batch = RecordBatch::new();
+    whole.read_all_batch(1, 100, &mut batch).await.unwrap();
+    assert_eq!(batch.len(), 3, "{batch:?}");
+    assert!(batch.size_bytes() >= store::limits::READ_BATCH_BYTES_MAX);
+    whole.read_all_batch(4, 100, &mut batch).await.unwrap();
+    assert_eq!(batch.first_position(), Some(4));
+    assert_eq!(batch.len(), 2);
     store.close().await;
 }
 

@@ -665,7 +665,7 @@ impl DomainEvent {
                 BorrowedEvent::RemixUploaded {
                     record_id: e.record_id.0,
                     contributor: e.contributor.0,
-                    sources: e.sources.iter().map(|source| source.0).collect(),
+                    sources: e.sources.into_iter().map(|source| source.0).collect(),
                 }
             }
             "SourceCited" => {

@@ -53,7 +53,7 @@ const BATCHED_INPUT_BYTES_MAX: usize = CHUNK_LEN;
 const LEADING_BLOCKS_MAX: usize = BATCHED_INPUT_BYTES_MAX / BLOCK_LEN - 1;
 
 /// Reusable state for `link_many`: the detected SIMD platform and scratch space, so
-/// hashing a batch allocates nothing once warm.
+/// hashing a batch allocates only a small list of references per length group once warm.
 ///
 /// blake3 hashes one short input with one compression after another (a 300-byte event is
 /// five), which uses a single SIMD lane. `hash_many` compresses up to 16 inputs side by

@@ -312,18 +312,13 @@ impl Builder {
     /// error is the store's failure.
     fn sync_here(&mut self) -> Result<(), String> {
         debug_assert!(self.in_flight.is_none(), "one commit at a time");
-        let mut commit = self.seal();
-        let started = Instant::now();
-        let written = self.disk.lock().expect("disk lock").write(&mut commit);
-        let (offset, mut new_segment) = match written {
-            Ok(written) => written,
-            Err(error) => {
-                let why = self.shared.record_failure(&error);
-                commit.fail(&why);
-                return Err(why);
-            }
-        };
-        let sync_time = started.elapsed();
+        let commit = self.seal();
+        let syncer::WrittenAt {
+            mut commit,
+            offset,
+            mut new_segment,
+            sync_time,
+        } = self.disk.lock().expect("disk lock").write_or_fail(commit)?;
         let arrived = self.receiver.len();
         let indexed = self
             .publisher
@@ -338,16 +333,15 @@ impl Builder {
         };
         let (buffer, requests) = syncer::answer(commit);
         self.reusable_maps = maps.cleared();
-        self.reusable_buffer = buffer;
-        self.quiet = arrived == 0;
-        self.gather = Some(Gather {
-            expected: (appends + arrived).min(self.limits.commit_appends_max),
-            deadline: Instant::now() + sync_time.min(GATHER_WAIT_MAX),
-        });
         if let Err(error) = head_file {
             return Err(self.shared.record_failure(&error));
         }
-        self.decide_postponed();
+        self.indexed(Published {
+            buffer,
+            expected: appends + arrived,
+            arrived,
+            sync_time,
+        });
         drop(requests);
         self.disk
             .lock()

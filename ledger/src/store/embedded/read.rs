@@ -13,9 +13,9 @@ use crate::store::limits;
 use crate::store::types::{Position, RecordedEvent, StreamId, StreamVersion};
 
 /// Bytes of records one read call gathers before it returns (it always returns at least
-/// one event when there is one). Larger reads were slower per event (page faults on a
-/// fresh buffer outweigh the saved calls).
-pub const READ_BYTES_MAX: u64 = 2 * 1024 * 1024;
+/// one event when there is one): the batch bound of `read_all_batch`. Larger reads were
+/// slower per event (page faults on a fresh buffer outweigh the saved calls).
+pub const READ_BYTES_MAX: u64 = limits::READ_BATCH_BYTES_MAX as u64;
 
 /// A contiguous run of records in one segment.
 struct Extent {

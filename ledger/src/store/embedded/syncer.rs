@@ -79,7 +79,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Writes a durable commit's last position (`head_after`) to `HEAD`.
+    /// Writes a durable commit's last position (`last`) to `HEAD`.
     pub fn write_head_file(&self, last: Option<Position>) -> Result<(), StoreError> {
         let Some(position) = last else {
             return Ok(());
@@ -205,6 +205,16 @@ pub struct Disk {
     faults: Option<Arc<dyn IoFaults>>,
 }
 
+/// A commit `Disk::write_or_fail` wrote and synced.
+pub struct WrittenAt {
+    pub commit: Commit,
+    /// Where it starts in its segment.
+    pub offset: u64,
+    /// The segment it rolled to, if it did.
+    pub new_segment: Option<SegmentEntry>,
+    pub sync_time: Duration,
+}
+
 impl Disk {
     pub fn new(
         shared: Arc<Shared>,
@@ -232,6 +242,26 @@ impl Disk {
     /// Where the next commit goes in the active segment, and that segment's size.
     pub fn end(&self) -> (u64, u64) {
         (self.write_offset, self.active_segment_bytes)
+    }
+
+    /// `write`, timed (the returned duration is the sync time that bounds the builder's
+    /// gathering). On an error the store is failed, recorded before any appender can see
+    /// its reply channel close, and the commit's appends are answered with the reason.
+    pub fn write_or_fail(&mut self, mut commit: Commit) -> Result<WrittenAt, String> {
+        let started = Instant::now();
+        match self.write(&mut commit) {
+            Ok((offset, new_segment)) => Ok(WrittenAt {
+                commit,
+                offset,
+                new_segment,
+                sync_time: started.elapsed(),
+            }),
+            Err(error) => {
+                let why = self.shared.record_failure(&error);
+                commit.fail(&why);
+                Err(why)
+            }
+        }
     }
 
     /// Writes and syncs a sealed commit, first rolling to a new segment if it does not fit
@@ -349,20 +379,20 @@ impl Syncer {
     /// hands that over first, then indexes and answers this one, so the next `pwrite`
     /// follows this `fdatasync` by one hand-off, not by the bookkeeping of a commit.
     pub fn run(self, commits: std::sync::mpsc::Receiver<Handoff>) {
-        for Handoff { mut commit, synced } in commits {
-            let started = Instant::now();
-            let written = self.disk.lock().expect("disk lock").write(&mut commit);
-            let (offset, mut new_segment) = match written {
+        for Handoff { commit, synced } in commits {
+            let written = self.disk.lock().expect("disk lock").write_or_fail(commit);
+            let WrittenAt {
+                commit,
+                offset,
+                mut new_segment,
+                sync_time,
+            } = match written {
                 Ok(written) => written,
-                Err(error) => {
-                    // Recorded before any appender can see its reply channel close.
-                    let why = self.shared.record_failure(&error);
-                    commit.fail(&why);
+                Err(why) => {
                     let _ = synced.send(Synced::Failed(why));
                     break;
                 }
             };
-            let sync_time = started.elapsed();
             let publisher = &self.publisher;
             let waiting = publisher.waiting_appends.load(Ordering::Acquire);
             let publish_here = !hand_over_first(waiting, commit.appends)
