@@ -1,12 +1,14 @@
-//! The id catalog from the models' side: a query by an id no event created answers
+//! The id catalog from the models' side (the family tree, statements, credits and
+//! allocations): a query by an id no event created answers
 //! nothing, and so does one by an id the catalog has numbered (it resolves ahead of the
 //! models) but the model has not applied yet.
 
 use ledger::domain::events::*;
-use ledger::domain::ids::{MemberId, ProductionId, ProjectId, RecordId};
-use ledger::money::{ArtistShare, Currency};
+use ledger::domain::ids::{DistributionId, MemberId, ProductionId, ProjectId, RecordId};
+use ledger::money::{ArtistShare, Currency, Money, Weight};
 use ledger::store::Hash32;
 use ledger::time::Timestamp;
+use projections::allocation::Allocations;
 use projections::credits::Credits;
 use projections::family_tree::FamilyTree;
 use projections::statement::Statements;
@@ -62,6 +64,29 @@ fn open(id: &str) -> DomainEvent {
     .into()
 }
 
+/// A proposal of one line: enough to create the distribution.
+fn propose(distribution: &str, production: &str) -> DomainEvent {
+    let zero = Money::zero(Currency::USD);
+    AllocationProposed {
+        distribution_id: DistributionId::new(distribution).unwrap(),
+        production_id: ProductionId::new(production).unwrap(),
+        revenue_total: Money::parse("20.00", Currency::USD).unwrap(),
+        expense_total: zero,
+        earlier_pools: zero,
+        pool: Money::parse("10.00", Currency::USD).unwrap(),
+        published_at: Timestamp(0),
+        window_closes_at: Timestamp(1),
+        line_count: 1,
+        lines: vec![Line {
+            member: member("m2"),
+            weight: Weight::parse("1").unwrap(),
+            rationale: "the loop".into(),
+            records: vec![record("r2")],
+        }],
+    }
+    .into()
+}
+
 /// The log, resolved by `catalog` all at once, as a runner does ahead of its models.
 fn resolved(catalog: &Catalog, events: Vec<DomainEvent>) -> Vec<AppliedEvent> {
     let mut applied: Vec<AppliedEvent> = events
@@ -87,9 +112,11 @@ fn ids_the_catalog_knows_but_a_model_has_not_applied_answer_nothing() {
             register("m2"),
             upload("r2", "m2"),
             open("pr2"),
+            propose("d2", "pr2"),
         ],
     );
     let mut tree = FamilyTree::new(catalog.clone());
+    let mut allocations = Allocations::new(catalog.clone());
     let mut statements = Statements::new(catalog.clone());
     let mut credits = Credits::new(catalog.clone());
     // The models are at position 3; the catalog has numbered the whole log.
@@ -97,6 +124,7 @@ fn ids_the_catalog_knows_but_a_model_has_not_applied_answer_nothing() {
         tree.apply(event);
         statements.apply(event);
         credits.apply(event);
+        allocations.apply(event);
     }
     let limits = WalkLimits::new(10, 10);
     assert!(catalog.read().record_number("r2").is_some());
@@ -107,6 +135,9 @@ fn ids_the_catalog_knows_but_a_model_has_not_applied_answer_nothing() {
     assert_eq!(statements.member(&member("m2")), None);
     let pr2 = ProductionId::new("pr2").unwrap();
     assert_eq!(credits.production(&pr2), None);
+    let d2 = DistributionId::new("d2").unwrap();
+    assert!(catalog.read().distribution_number("d2").is_some());
+    assert!(allocations.distribution(&d2, Timestamp(0)).is_none());
     // Known to both: answered.
     assert_eq!(tree.node("r1"), Some(0));
     assert_eq!(
@@ -126,6 +157,7 @@ fn ids_the_catalog_knows_but_a_model_has_not_applied_answer_nothing() {
         tree.apply(event);
         statements.apply(event);
         credits.apply(event);
+        allocations.apply(event);
     }
     assert_eq!(tree.node("r2"), Some(1));
     assert_eq!(
@@ -133,4 +165,5 @@ fn ids_the_catalog_knows_but_a_model_has_not_applied_answer_nothing() {
         Some(1)
     );
     assert!(credits.production(&pr2).is_some());
+    assert!(allocations.distribution(&d2, Timestamp(0)).is_some());
 }
