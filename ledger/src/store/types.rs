@@ -73,6 +73,13 @@ macro_rules! string_id {
             }
         }
 
+        // Hashes and compares as its text, so maps keyed by the id are looked up by `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -102,6 +109,14 @@ string_id!(
     |b: u8| is_opaque_id_byte(b) || b == b'.' || b == b':',
     "may contain only A-Z, a-z, 0-9, '_', '-', '.' and ':'"
 );
+
+impl StreamId {
+    /// A stream id read back from the log: only checked ids are ever written, and the
+    /// frame's checksum covers it, so reading it back does not check it again.
+    pub(crate) fn from_log(value: &str) -> StreamId {
+        StreamId(value.to_owned())
+    }
+}
 
 string_id!(
     /// The caller's id for one command; the store's idempotency key.

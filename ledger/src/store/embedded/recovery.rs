@@ -18,6 +18,7 @@
 //! gap-free stream versions, every hash link, and each segment header against the chain.
 
 use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use super::index::{CommandKey, Index, SegmentEntry};
 use super::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::store::chain::Links;
-use crate::store::codec::{self, CommitRange, Frame, FRAME_MAGIC};
+use crate::store::codec::{self, CommitRange, EnvelopeRef, Frame, FRAME_MAGIC};
 use crate::store::error::{CorruptionKind, StoreError};
 use crate::store::types::{Hash32, Head, Position, StreamId};
 use crate::time::Timestamp;
@@ -40,23 +41,24 @@ pub struct TornTail {
 }
 
 /// The commit being scanned, with what it takes to take it back out of the index.
-struct CommitScan {
+struct CommitScan<'a> {
     range: CommitRange,
     start_offset: usize,
     head_before: Head,
     recorded_at_before: Timestamp,
-    streams: Vec<StreamId>,
+    /// The stream of each of its events so far, in the segment's bytes.
+    streams: Vec<&'a str>,
     commands: Vec<CommandKey>,
 }
 
 /// Where the scan of one segment stopped.
-struct Stop {
+struct Stop<'a> {
     /// Where the records end.
     offset: usize,
     /// Why, when it was not clean zeroes.
     damage: Option<CorruptionKind>,
     /// The last commit seen, if its last record was not reached.
-    incomplete: Option<CommitScan>,
+    incomplete: Option<CommitScan<'a>>,
 }
 
 /// Scans `segments` (in log order) into a fresh index. `segments` may be empty.
@@ -66,14 +68,20 @@ pub fn scan(
 ) -> Result<(Index, Option<TornTail>), StoreError> {
     let mut index = Index::empty();
     let mut torn_tail = None;
+    // One buffer for every segment: a fresh one per segment would fault in (and have the
+    // kernel zero) a segment's worth of new pages each time.
+    let mut buffer = Vec::new();
     for (i, (named_position, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .write(is_last)
             .open(path)
             .map_err(|e| StoreError::io(path, e))?;
-        let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
+        buffer.clear();
+        file.read_to_end(&mut buffer)
+            .map_err(|e| StoreError::io(path, e))?;
+        let bytes = &buffer[..];
         let corrupt =
             |offset: usize, position: Position, kind: CorruptionKind| StoreError::Corrupt {
                 segment: path.clone(),
@@ -104,7 +112,7 @@ pub fn scan(
             offsets: Vec::new(),
             end_offset: SEGMENT_HEADER_BYTES,
         });
-        let stop = scan_records(&bytes, &mut index, body_bytes_max, path)?;
+        let stop = scan_records(bytes, &mut index, body_bytes_max, path)?;
         let next_position = index.head.position + 1;
         if !is_last {
             if let Some(kind) = stop.damage {
@@ -121,7 +129,7 @@ pub fn scan(
         }
         // The last segment: damage here is a torn tail unless a later commit follows it.
         if let Some(later) =
-            later_commit_after(&bytes, stop.offset + 1, next_position, body_bytes_max)
+            later_commit_after(bytes, stop.offset + 1, next_position, body_bytes_max)
         {
             tracing::error!(segment = %path.display(), offset = stop.offset, later, "damage before a later commit");
             let kind = stop
@@ -144,7 +152,7 @@ pub fn scan(
             None => stop.offset,
         };
         let file = &index.segments.last().expect("a segment").file;
-        torn_tail = cut_tail(file, path, &bytes, cut_at)?;
+        torn_tail = cut_tail(file, path, bytes, cut_at)?;
     }
     Ok((index, torn_tail))
 }
@@ -206,12 +214,12 @@ impl<'a> LinkChecks<'a> {
 
 /// Scans the records of one segment into `index`, up to the first thing that is not a
 /// valid record. Errors on damage that cannot be a torn write.
-fn scan_records(
-    bytes: &[u8],
+fn scan_records<'a>(
+    bytes: &'a [u8],
     index: &mut Index,
     body_bytes_max: usize,
     path: &Path,
-) -> Result<Stop, StoreError> {
+) -> Result<Stop<'a>, StoreError> {
     let mut at = SEGMENT_HEADER_BYTES as usize;
     let mut commit: Option<CommitScan> = None;
     let mut links = LinkChecks::default();
@@ -240,7 +248,7 @@ fn scan_records(
             position,
             kind,
         };
-        let event = codec::decode_event(body).map_err(corrupt)?;
+        let event = EnvelopeRef::decode(body).map_err(corrupt)?;
         if event.position != position {
             return Err(corrupt(CorruptionKind::PositionGap {
                 expected: position,
@@ -268,25 +276,25 @@ fn scan_records(
                 "record does not belong to the commit around it".into(),
             )));
         };
-        if event.previous_hash != index.head.hash {
+        if Hash32(event.previous_hash) != index.head.hash {
             return Err(corrupt(CorruptionKind::BrokenLink));
         }
         // Checked ahead against the stored previous hash, which equals the head's here.
         if !hash_holds {
             return Err(corrupt(CorruptionKind::BadHash));
         }
-        let expected_version = index.stream_version(&event.stream_id) + 1;
+        let expected_version = index.stream_version(event.stream_id) + 1;
         if event.stream_version != expected_version {
             return Err(corrupt(CorruptionKind::VersionGap {
-                stream_id: event.stream_id.clone(),
+                stream_id: StreamId::from_log(event.stream_id),
                 expected: expected_version,
                 found: event.stream_version,
             }));
         }
-        let command_key = CommandKey::of(&event.command_id);
-        index.add_event(position, at as u64, &event.stream_id, command_key);
-        index.head.hash = event.hash;
-        index.last_recorded_at = index.last_recorded_at.max(event.recorded_at);
+        let command_key = CommandKey::of(event.command_id);
+        index.add_event(position, at as u64, event.stream_id, command_key);
+        index.head.hash = Hash32(event.hash);
+        index.last_recorded_at = index.last_recorded_at.max(Timestamp(event.recorded_at));
         current.streams.push(event.stream_id);
         current.commands.push(command_key);
         at += codec::frame_bytes(body.len());
