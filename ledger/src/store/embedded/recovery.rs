@@ -21,6 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::Arc;
 
 use super::index::{CommandKey, Index, SegmentEntry};
@@ -62,124 +63,102 @@ struct Stop<'a> {
 }
 
 /// Scans `segments` (in log order) into a fresh index. `segments` may be empty.
+///
+/// Two threads: a checking thread reads each segment and checks its frames (checksums,
+/// and every stored hash against its content, hashed side by side), one segment ahead of
+/// this one, which decodes the envelopes in order, checks positions, commits, links and
+/// stream versions, and builds the index. Hashing was about a quarter of opening a log.
 pub fn scan(
     segments: &[(Position, PathBuf)],
     body_bytes_max: usize,
 ) -> Result<(Index, Option<TornTail>), StoreError> {
-    let mut index = Index::empty();
-    let mut torn_tail = None;
-    // One buffer for every segment: a fresh one per segment would fault in (and have the
-    // kernel zero) a segment's worth of new pages each time.
-    let mut buffer = Vec::new();
-    for (i, (named_position, path)) in segments.iter().enumerate() {
-        let is_last = i + 1 == segments.len();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(is_last)
-            .open(path)
-            .map_err(|e| StoreError::io(path, e))?;
-        buffer.clear();
-        file.read_to_end(&mut buffer)
-            .map_err(|e| StoreError::io(path, e))?;
-        let bytes = &buffer[..];
-        let corrupt =
-            |offset: usize, position: Position, kind: CorruptionKind| StoreError::Corrupt {
-                segment: path.clone(),
-                offset: offset as u64,
-                position,
-                kind,
-            };
-        let expected_position = index.head.position + 1;
-        let header =
-            SegmentHeader::decode(&bytes).map_err(|kind| corrupt(0, expected_position, kind))?;
-        if header.first_position != expected_position || *named_position != expected_position {
-            return Err(corrupt(
-                0,
-                expected_position,
-                CorruptionKind::PositionGap {
-                    expected: expected_position,
-                    found: header.first_position,
-                },
-            ));
+    std::thread::scope(|scope| {
+        // Rendezvous: the checking thread holds one segment's bytes while this thread
+        // indexes another, so at most two are in memory.
+        let (checked_tx, checked) = mpsc::sync_channel::<Result<CheckedSegment, StoreError>>(0);
+        let (returned, returned_rx) = mpsc::channel::<Vec<u8>>();
+        std::thread::Builder::new()
+            .name("stemma-open-check".into())
+            .spawn_scoped(scope, move || {
+                check_segments(segments, body_bytes_max, &checked_tx, &returned_rx)
+            })
+            .map_err(|e| StoreError::io(Path::new("stemma-open-check thread"), e))?;
+        let mut index = Index::empty();
+        let mut torn_tail = None;
+        for (i, (named_position, path)) in segments.iter().enumerate() {
+            let segment = checked
+                .recv()
+                .expect("the checking thread sends every segment or an error")?;
+            let is_last = i + 1 == segments.len();
+            torn_tail = index_segment(
+                &mut index,
+                &segment,
+                *named_position,
+                path,
+                is_last,
+                body_bytes_max,
+            )?;
+            // Nobody waits for it once the last segment is in.
+            let _ = returned.send(segment.bytes);
         }
-        if header.previous_hash != index.head.hash {
-            return Err(corrupt(0, expected_position, CorruptionKind::BrokenLink));
-        }
-        index.segments.push(SegmentEntry {
-            path: path.clone(),
-            file: Arc::new(file),
-            first_position: header.first_position,
-            offsets: Vec::new(),
-            end_offset: SEGMENT_HEADER_BYTES,
-        });
-        let stop = scan_records(bytes, &mut index, body_bytes_max, path)?;
-        let next_position = index.head.position + 1;
-        if !is_last {
-            if let Some(kind) = stop.damage {
-                return Err(corrupt(stop.offset, next_position, kind));
-            }
-            if stop.incomplete.is_some() {
-                return Err(corrupt(
-                    stop.offset,
-                    next_position,
-                    CorruptionKind::BadFrame("a commit ends early in a sealed segment".into()),
-                ));
-            }
-            continue;
-        }
-        // The last segment: damage here is a torn tail unless a later commit follows it.
-        if let Some(later) =
-            later_commit_after(bytes, stop.offset + 1, next_position, body_bytes_max)
-        {
-            tracing::error!(segment = %path.display(), offset = stop.offset, later, "damage before a later commit");
-            let kind = stop
-                .damage
-                .unwrap_or(CorruptionKind::DamageBeforeLaterCommit);
-            return Err(corrupt(stop.offset, next_position, kind));
-        }
-        let cut_at = match stop.incomplete {
-            Some(commit) => {
-                index.truncate(
-                    commit.head_before,
-                    commit.recorded_at_before,
-                    &commit.streams,
-                    &commit.commands,
-                );
-                index.segments.last_mut().expect("a segment").end_offset =
-                    commit.start_offset as u64;
-                commit.start_offset
-            }
-            None => stop.offset,
-        };
-        let file = &index.segments.last().expect("a segment").file;
-        torn_tail = cut_tail(file, path, bytes, cut_at)?;
-    }
-    Ok((index, torn_tail))
+        Ok((index, torn_tail))
+    })
 }
 
-/// Frames whose checksums hold, read ahead of the checks in order, with whether each
-/// stored hash is the hash of its content (given its stored previous hash): hashed
-/// together, one frame per SIMD lane (`chain::Links`), which is several times cheaper than
-/// one by one and was the largest part of opening a log.
-#[derive(Default)]
-struct LinkChecks<'a> {
-    /// (commit, body, hash holds), in reverse so `next` pops the earliest.
-    ahead: Vec<(CommitRange, &'a [u8], bool)>,
-    links: Links,
-    hashes: Vec<Hash32>,
+/// A segment read and checked ahead of the indexing: its bytes, and its frames from the
+/// first on, up to the first that is not a whole frame with a matching checksum.
+struct CheckedSegment {
+    bytes: Vec<u8>,
+    frames: Vec<CheckedFrame>,
 }
 
-/// Frames read ahead at a time: enough to fill the SIMD lanes of every length group.
-const FRAMES_AHEAD: usize = 256;
+struct CheckedFrame {
+    commit: CommitRange,
+    /// Where its body lies in the segment.
+    body_at: usize,
+    body_len: usize,
+    /// The stored hash is the hash of the frame's content after its stored previous hash.
+    hash_holds: bool,
+}
 
-impl<'a> LinkChecks<'a> {
-    fn is_empty(&self) -> bool {
-        self.ahead.is_empty()
+/// Frames hashed at a time: enough to fill the SIMD lanes of every length group.
+const FRAMES_PER_HASHING: usize = 256;
+
+/// The checking thread: reads and checks each segment in order and hands it over; ends at
+/// the first error, or when the indexing thread stops taking segments.
+fn check_segments(
+    segments: &[(Position, PathBuf)],
+    body_bytes_max: usize,
+    checked: &mpsc::SyncSender<Result<CheckedSegment, StoreError>>,
+    returned: &mpsc::Receiver<Vec<u8>>,
+) {
+    let mut links = Links::default();
+    for (_, path) in segments {
+        // A buffer the indexing thread is done with: a fresh one per segment would fault
+        // in (and have the kernel zero) a segment's worth of new pages each time.
+        let mut bytes = returned.try_recv().unwrap_or_default();
+        bytes.clear();
+        let read = File::open(path).and_then(|mut file| file.read_to_end(&mut bytes));
+        let segment = read
+            .map(|_| CheckedSegment {
+                frames: check_frames(&bytes, body_bytes_max, &mut links),
+                bytes,
+            })
+            .map_err(|e| StoreError::io(path, e));
+        let failed = segment.is_err();
+        if checked.send(segment).is_err() || failed {
+            return;
+        }
     }
+}
 
-    /// Reads up to `FRAMES_AHEAD` valid frames from `at`, stopping before anything else.
-    fn check_ahead(&mut self, bytes: &'a [u8], mut at: usize, body_bytes_max: usize) {
-        while self.ahead.len() < FRAMES_AHEAD && at <= bytes.len() {
+fn check_frames(bytes: &[u8], body_bytes_max: usize, links: &mut Links) -> Vec<CheckedFrame> {
+    let mut frames: Vec<CheckedFrame> = Vec::new();
+    let mut hashes = Vec::new();
+    let mut at = SEGMENT_HEADER_BYTES as usize;
+    loop {
+        let first = frames.len();
+        while frames.len() - first < FRAMES_PER_HASHING && at <= bytes.len() {
             let Frame::Valid {
                 commit,
                 body,
@@ -188,47 +167,134 @@ impl<'a> LinkChecks<'a> {
             else {
                 break;
             };
-            self.ahead.push((commit, body, false));
+            frames.push(CheckedFrame {
+                commit,
+                body_at: at + frame_bytes - body.len(),
+                body_len: body.len(),
+                hash_holds: false,
+            });
             at += frame_bytes;
         }
-        let inputs: Vec<(&[u8; 32], &[u8])> = self
-            .ahead
+        let group = &mut frames[first..];
+        let body = |frame: &CheckedFrame| &bytes[frame.body_at..][..frame.body_len];
+        let inputs: Vec<(&[u8; 32], &[u8])> = group
             .iter()
-            .filter_map(|(_, body, _)| codec::stored_link(body))
+            .filter_map(|frame| codec::stored_link(body(frame)))
             .collect();
-        self.links.link_many(&inputs, &mut self.hashes);
-        let mut hashes = self.hashes.iter();
-        for (_, body, holds) in &mut self.ahead {
-            if codec::stored_link(body).is_some() {
+        links.link_many(&inputs, &mut hashes);
+        let mut hashes = hashes.iter();
+        for frame in group.iter_mut() {
+            if codec::stored_link(body(frame)).is_some() {
                 let hash = hashes.next().expect("one hash per input");
-                *holds = *hash == codec::stored_hash(body);
+                frame.hash_holds = *hash == codec::stored_hash(body(frame));
             }
         }
-        self.ahead.reverse();
+        if group.len() < FRAMES_PER_HASHING {
+            return frames;
+        }
     }
+}
 
-    fn next(&mut self) -> Option<(CommitRange, &'a [u8], bool)> {
-        self.ahead.pop()
+/// Checks one segment's header and records against `index`, and adds them to it. Returns
+/// the torn tail cut from the last segment, if any.
+fn index_segment(
+    index: &mut Index,
+    segment: &CheckedSegment,
+    named_position: Position,
+    path: &Path,
+    is_last: bool,
+    body_bytes_max: usize,
+) -> Result<Option<TornTail>, StoreError> {
+    let bytes = &segment.bytes[..];
+    let file = OpenOptions::new()
+        .read(true)
+        .write(is_last)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    let corrupt = |offset: usize, position: Position, kind: CorruptionKind| StoreError::Corrupt {
+        segment: path.to_path_buf(),
+        offset: offset as u64,
+        position,
+        kind,
+    };
+    let expected_position = index.head.position + 1;
+    let header =
+        SegmentHeader::decode(bytes).map_err(|kind| corrupt(0, expected_position, kind))?;
+    if header.first_position != expected_position || named_position != expected_position {
+        return Err(corrupt(
+            0,
+            expected_position,
+            CorruptionKind::PositionGap {
+                expected: expected_position,
+                found: header.first_position,
+            },
+        ));
     }
+    if header.previous_hash != index.head.hash {
+        return Err(corrupt(0, expected_position, CorruptionKind::BrokenLink));
+    }
+    index.segments.push(SegmentEntry {
+        path: path.to_path_buf(),
+        file: Arc::new(file),
+        first_position: header.first_position,
+        offsets: Vec::new(),
+        end_offset: SEGMENT_HEADER_BYTES,
+    });
+    let stop = scan_records(segment, index, body_bytes_max, path)?;
+    let next_position = index.head.position + 1;
+    if !is_last {
+        if let Some(kind) = stop.damage {
+            return Err(corrupt(stop.offset, next_position, kind));
+        }
+        if stop.incomplete.is_some() {
+            return Err(corrupt(
+                stop.offset,
+                next_position,
+                CorruptionKind::BadFrame("a commit ends early in a sealed segment".into()),
+            ));
+        }
+        return Ok(None);
+    }
+    // The last segment: damage here is a torn tail unless a later commit follows it.
+    if let Some(later) = later_commit_after(bytes, stop.offset + 1, next_position, body_bytes_max) {
+        tracing::error!(segment = %path.display(), offset = stop.offset, later, "damage before a later commit");
+        let kind = stop
+            .damage
+            .unwrap_or(CorruptionKind::DamageBeforeLaterCommit);
+        return Err(corrupt(stop.offset, next_position, kind));
+    }
+    let cut_at = match stop.incomplete {
+        Some(commit) => {
+            index.truncate(
+                commit.head_before,
+                commit.recorded_at_before,
+                &commit.streams,
+                &commit.commands,
+            );
+            index.segments.last_mut().expect("a segment").end_offset = commit.start_offset as u64;
+            commit.start_offset
+        }
+        None => stop.offset,
+    };
+    let file = &index.segments.last().expect("a segment").file;
+    cut_tail(file, path, bytes, cut_at)
 }
 
 /// Scans the records of one segment into `index`, up to the first thing that is not a
 /// valid record. Errors on damage that cannot be a torn write.
 fn scan_records<'a>(
-    bytes: &'a [u8],
+    segment: &'a CheckedSegment,
     index: &mut Index,
     body_bytes_max: usize,
     path: &Path,
 ) -> Result<Stop<'a>, StoreError> {
+    let bytes = &segment.bytes[..];
     let mut at = SEGMENT_HEADER_BYTES as usize;
     let mut commit: Option<CommitScan> = None;
-    let mut links = LinkChecks::default();
+    let mut frames = segment.frames.iter();
     loop {
         let position = index.head.position + 1;
-        if links.is_empty() {
-            links.check_ahead(bytes, at, body_bytes_max);
-        }
-        let Some((range, body, hash_holds)) = links.next() else {
+        let Some(frame) = frames.next() else {
             let damage = match codec::parse_frame(&bytes[at..], body_bytes_max) {
                 Frame::Invalid(kind) => Some(kind),
                 Frame::Empty | Frame::Valid { .. } => None,
@@ -240,6 +306,12 @@ fn scan_records<'a>(
                 incomplete,
             });
         };
+        let (range, hash_holds) = (frame.commit, frame.hash_holds);
+        let body = &bytes[frame.body_at..][..frame.body_len];
+        debug_assert_eq!(
+            at + codec::frame_bytes(body.len()),
+            frame.body_at + body.len()
+        );
         // A frame whose checksum matches was written whole: anything wrong inside it is
         // corruption, never a torn write.
         let corrupt = |kind: CorruptionKind| StoreError::Corrupt {
