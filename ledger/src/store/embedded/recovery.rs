@@ -176,18 +176,19 @@ fn check_frames(bytes: &[u8], body_bytes_max: usize, links: &mut Links) -> Vec<C
             at += frame_bytes;
         }
         let group = &mut frames[first..];
-        let body = |frame: &CheckedFrame| &bytes[frame.body_at..][..frame.body_len];
-        let inputs: Vec<(&[u8; 32], &[u8])> = group
+        // A body too short to hold both hashes keeps `hash_holds` false.
+        let (linked, inputs): (Vec<usize>, Vec<(&[u8; 32], &[u8])>) = group
             .iter()
-            .filter_map(|frame| codec::stored_link(body(frame)))
-            .collect();
+            .enumerate()
+            .filter_map(|(i, frame)| {
+                codec::stored_link(&bytes[frame.body_at..][..frame.body_len]).map(|l| (i, l))
+            })
+            .unzip();
         links.link_many(&inputs, &mut hashes);
-        let mut hashes = hashes.iter();
-        for frame in group.iter_mut() {
-            if codec::stored_link(body(frame)).is_some() {
-                let hash = hashes.next().expect("one hash per input");
-                frame.hash_holds = *hash == codec::stored_hash(body(frame));
-            }
+        for (i, hash) in linked.into_iter().zip(&hashes) {
+            let frame = &mut group[i];
+            frame.hash_holds =
+                *hash == codec::stored_hash(&bytes[frame.body_at..][..frame.body_len]);
         }
         if group.len() < FRAMES_PER_HASHING {
             return frames;
@@ -401,7 +402,8 @@ fn later_commit_after(
     None
 }
 
-fn all_zero(bytes: &[u8]) -> bool {
+/// Nothing but zeroes: the preallocated, never-written end of a segment.
+pub(super) fn all_zero(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(64);
     let zero_chunks = chunks
         .by_ref()

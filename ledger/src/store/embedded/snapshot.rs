@@ -22,6 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use super::head;
+use super::recovery::all_zero;
 use super::segment::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use super::RECORD_BODY_BYTES_MAX;
 use crate::store::codec::{self, CommitRange, Frame, FRAME_MAGIC};
@@ -439,12 +440,4 @@ fn non_zero_len(bytes: &[u8]) -> usize {
         .iter()
         .rposition(|b| *b != 0)
         .map_or(0, |i| i + 1)
-}
-
-fn all_zero(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(64);
-    let zero_chunks = chunks
-        .by_ref()
-        .all(|chunk| chunk.iter().fold(0u8, |acc, b| acc | b) == 0);
-    zero_chunks && chunks.remainder().iter().all(|b| *b == 0)
 }
