@@ -121,6 +121,9 @@ struct CheckedFrame {
     hash_holds: bool,
 }
 
+/// A frame's stored previous hash and the content its hash covers after it.
+type Link<'a> = (&'a [u8; 32], &'a [u8]);
+
 /// Frames hashed at a time: enough to fill the SIMD lanes of every length group.
 const FRAMES_PER_HASHING: usize = 256;
 
@@ -177,7 +180,7 @@ fn check_frames(bytes: &[u8], body_bytes_max: usize, links: &mut Links) -> Vec<C
         }
         let group = &mut frames[first..];
         // A body too short to hold both hashes keeps `hash_holds` false.
-        let (linked, inputs): (Vec<usize>, Vec<(&[u8; 32], &[u8])>) = group
+        let (linked, inputs): (Vec<usize>, Vec<Link>) = group
             .iter()
             .enumerate()
             .filter_map(|(i, frame)| {
