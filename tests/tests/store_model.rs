@@ -39,7 +39,21 @@ enum Op {
         from_position: u64,
         max_count: usize,
     },
-    Reopen,
+    Reopen(Checkpoint),
+}
+
+/// What becomes of the index checkpoint the close wrote, before the reopen.
+#[derive(Clone, Copy, Debug)]
+enum Checkpoint {
+    /// Kept: the reopen takes the maps from it.
+    Keep,
+    /// Gone: the reopen builds the index from the log.
+    Delete,
+    /// Replaced by the checkpoint of an earlier close, as after a crash that left the last
+    /// close's behind: the reopen takes the maps from it and indexes the events after it.
+    Older,
+    /// One byte changed: the reopen ignores it and builds the index from the log.
+    Damage,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,7 +68,13 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(command, variant, expectations)| Op::Append { command, variant, expectations }),
         2 => (0..STREAMS, 0u64..6, 1usize..5).prop_map(|(stream, from_version, max_count)| Op::ReadStream { stream, from_version, max_count }),
         2 => (0u64..40, 1usize..12).prop_map(|(from_position, max_count)| Op::ReadAll { from_position, max_count }),
-        1 => Just(Op::Reopen),
+        1 => prop_oneof![
+            Just(Checkpoint::Keep),
+            Just(Checkpoint::Delete),
+            Just(Checkpoint::Older),
+            Just(Checkpoint::Damage)
+        ]
+        .prop_map(Op::Reopen),
     ]
 }
 
@@ -156,6 +176,8 @@ fn options() -> EmbeddedOptions {
 
 async fn run(ops: Vec<Op>) {
     let directory = tempfile::tempdir().unwrap();
+    // The bytes of a checkpoint an earlier reopen used, and its position.
+    let mut older_checkpoint: Option<(u64, Vec<u8>)> = None;
     let (mut store, _) = EmbeddedStore::open(directory.path(), options())
         .await
         .unwrap();
@@ -230,14 +252,47 @@ async fn run(ops: Vec<Op>) {
                     .collect();
                 assert_eq!(actual, expected);
             }
-            Op::Reopen => {
+            Op::Reopen(fate) => {
                 store.close().await;
                 drop(store);
+                let index = directory.path().join("INDEX");
+                let head = model.log.len() as u64;
+                // Where the checkpoint the reopen may use was taken (none for an empty log).
+                let current = (head > 0).then_some(head);
+                let expected = match fate {
+                    Checkpoint::Keep => current,
+                    Checkpoint::Delete => {
+                        let _ = std::fs::remove_file(&index);
+                        None
+                    }
+                    Checkpoint::Older => match &older_checkpoint {
+                        Some((position, bytes)) => {
+                            std::fs::write(&index, bytes).unwrap();
+                            Some(*position)
+                        }
+                        None => current,
+                    },
+                    Checkpoint::Damage => match std::fs::read(&index) {
+                        Ok(mut bytes) => {
+                            let middle = bytes.len() / 2;
+                            bytes[middle] ^= 0x40;
+                            std::fs::write(&index, bytes).unwrap();
+                            None
+                        }
+                        Err(_) => None,
+                    },
+                };
+                if let (Some(position), Ok(bytes)) = (current, std::fs::read(&index)) {
+                    if matches!(fate, Checkpoint::Keep) {
+                        older_checkpoint = Some((position, bytes));
+                    }
+                }
                 let (reopened, report) = EmbeddedStore::open(directory.path(), options())
                     .await
                     .unwrap();
-                assert_eq!(report.head.position, model.log.len() as u64);
+                assert_eq!(report.head.position, head);
                 assert_eq!(report.torn_tail, None);
+                assert_eq!(report.index_from_checkpoint, expected, "{fate:?}");
                 store = reopened;
             }
         }

@@ -205,6 +205,13 @@ pub fn stored_hash(body: &[u8]) -> Hash32 {
     Hash32(hash)
 }
 
+/// The position an envelope names: its first field, read without decoding the rest.
+pub fn stored_position(body: &[u8]) -> Result<Position, CorruptionKind> {
+    bincode::decode_from_slice::<Position, _>(body, config())
+        .map(|(position, _)| position)
+        .map_err(|e| CorruptionKind::Undecodable(e.to_string()))
+}
+
 /// The stored previous hash and the content it is linked with: an envelope ends with its
 /// previous hash and its hash, 32 bytes each (bincode writes arrays without a length), so
 /// both are found without decoding. `None` for a body too short to be an envelope.

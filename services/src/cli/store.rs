@@ -12,6 +12,8 @@ struct Status {
     head_hash: String,
     segments: usize,
     streams: usize,
+    /// Where the index checkpoint open took the index's maps from, if it did.
+    index_from_checkpoint: Option<u64>,
     torn_tail: Option<TornTail>,
 }
 
@@ -31,6 +33,7 @@ pub async fn status(data: &Path, json: bool) -> Result<(), StoreError> {
         head_hash: report.head.hash.to_hex(),
         segments: report.segments,
         streams: report.streams,
+        index_from_checkpoint: report.index_from_checkpoint,
         torn_tail: report.torn_tail.map(|tail| TornTail {
             segment: tail.segment.display().to_string(),
             offset: tail.offset,
@@ -49,6 +52,12 @@ pub async fn status(data: &Path, json: bool) -> Result<(), StoreError> {
     println!("head hash       {}", status.head_hash);
     println!("segments        {}", status.segments);
     println!("streams         {}", status.streams);
+    match status.index_from_checkpoint {
+        Some(position) => {
+            println!("index           from the checkpoint at {position}, then the log")
+        }
+        None => println!("index           built from the log"),
+    }
     match &status.torn_tail {
         Some(tail) => println!(
             "torn tail       cut {} bytes at offset {} of {}",

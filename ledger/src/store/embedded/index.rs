@@ -54,7 +54,7 @@ pub type StreamPositions = SmallVec<[Position; 2]>;
 
 /// A command id's 128-bit digest: the idempotency map's key (a fraction of the id's size).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CommandKey(u128);
+pub struct CommandKey(pub(super) u128);
 
 impl CommandKey {
     pub fn of(command_id: &(impl AsRef<str> + ?Sized)) -> CommandKey {
@@ -119,20 +119,7 @@ impl Index {
         command_key: CommandKey,
     ) {
         let stream_id = stream_id.as_ref();
-        assert_eq!(
-            position,
-            self.head.position + 1,
-            "index positions are gap-free"
-        );
-        let segment = self.segments.last_mut().expect("a segment is open");
-        assert_eq!(
-            segment.first_position + segment.offsets.len() as u64,
-            position,
-            "segment offsets are gap-free"
-        );
-        segment
-            .offsets
-            .push(u32::try_from(offset).expect("segments are smaller than 4 GiB"));
+        self.add_location(position, offset);
         match self.streams.get_mut(stream_id) {
             Some(positions) => positions.push(position),
             None => {
@@ -151,11 +138,31 @@ impl Index {
                 first_position: position,
                 event_count: 1,
             });
-        self.head.position = position;
     }
 }
 
 impl Index {
+    /// Records where a durable event is, and advances the head to it; nothing else. Alone,
+    /// for an event up to the position of the index checkpoint, whose maps hold the rest
+    /// (see `checkpoint`).
+    pub fn add_location(&mut self, position: Position, offset: u64) {
+        assert_eq!(
+            position,
+            self.head.position + 1,
+            "index positions are gap-free"
+        );
+        let segment = self.segments.last_mut().expect("a segment is open");
+        assert_eq!(
+            segment.first_position + segment.offsets.len() as u64,
+            position,
+            "segment offsets are gap-free"
+        );
+        segment
+            .offsets
+            .push(u32::try_from(offset).expect("segments are smaller than 4 GiB"));
+        self.head.position = position;
+    }
+
     /// Takes the events after `head` back out (an incomplete commit found on open).
     /// `streams` and `commands` name what those events touched.
     pub fn truncate(

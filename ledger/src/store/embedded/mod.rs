@@ -12,6 +12,7 @@
 //! crash cases.
 
 mod builder;
+mod checkpoint;
 pub mod head;
 pub mod import;
 mod index;
@@ -116,12 +117,19 @@ pub struct OpenReport {
     pub streams: usize,
     /// A torn tail that was cut, if the last run crashed mid-write.
     pub torn_tail: Option<TornTail>,
+    /// The position of the index checkpoint whose maps open took, instead of building
+    /// them from the events up to there; `None` when the whole index was built from the log.
+    pub index_from_checkpoint: Option<Position>,
 }
 
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     sender: mpsc::Sender<WriterMessage>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    directory: PathBuf,
+    /// The position of the index checkpoint open used: `close` rewrites it only if the
+    /// head has moved since.
+    index_checkpoint: Option<Position>,
 }
 
 impl EmbeddedStore {
@@ -161,7 +169,18 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::io(&segments_directory, e))?;
         segment::remove_spare(&segments_directory)?;
         let segments = segment::list_segments(&segments_directory)?;
-        let (mut index, torn_tail) = recovery::scan(&segments, RECORD_BODY_BYTES_MAX)?;
+        let checkpoint = match checkpoint::read(&directory) {
+            Ok(checkpoint) => checkpoint,
+            Err(why) => {
+                tracing::warn!(file = %checkpoint::path(&directory).display(), %why, "ignoring the index checkpoint; rebuilding the index from the log");
+                None
+            }
+        };
+        let recovery::Scanned {
+            mut index,
+            torn_tail,
+            from_checkpoint,
+        } = recovery::scan(&segments, RECORD_BODY_BYTES_MAX, checkpoint)?;
         if index.segments.is_empty() {
             let spare = segment::prepare_spare(
                 &segments_directory,
@@ -205,6 +224,7 @@ impl EmbeddedStore {
             segments: index.segments.len(),
             streams: index.streams.len(),
             torn_tail,
+            index_from_checkpoint: from_checkpoint,
         };
         let (head_sender, head_receiver) = watch::channel(index.head.position);
         let shared = Arc::new(Shared {
@@ -246,13 +266,16 @@ impl EmbeddedStore {
                 shared,
                 sender,
                 writer: Mutex::new(Some(handle)),
+                directory,
+                index_checkpoint: report.index_from_checkpoint,
             },
             report,
         ))
     }
 
-    /// Finishes every queued append, stops the writer and releases the directory lock once
-    /// the last reader is gone. Appends after `close` fail with `Closed`.
+    /// Finishes every queued append, stops the writer, writes the index checkpoint (so the
+    /// next open need not rebuild the index from every event) and releases the directory
+    /// lock once the last reader is gone. Appends after `close` fail with `Closed`.
     pub async fn close(&self) {
         let (done, finished) = oneshot::channel();
         if self
@@ -266,6 +289,13 @@ impl EmbeddedStore {
         let handle = self.writer.lock().expect("writer handle lock").take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            let shared = self.shared.clone();
+            let directory = self.directory.clone();
+            let unchanged = self.index_checkpoint;
+            let _ = tokio::task::spawn_blocking(move || {
+                write_index_checkpoint(&shared, &directory, unchanged)
+            })
+            .await;
         }
     }
 
@@ -273,6 +303,31 @@ impl EmbeddedStore {
         match &*self.shared.failure.lock().expect("failure lock") {
             Some(why) => Err(StoreError::Unavailable(why.clone())),
             None => Ok(()),
+        }
+    }
+}
+
+/// Writes the index checkpoint once the writer has stopped, unless the store failed (it is
+/// reopened and checked from the log then) or the checkpoint open used is still current.
+/// A checkpoint is only a shortcut: failing to write one is reported, not an error.
+fn write_index_checkpoint(shared: &Shared, directory: &Path, unchanged: Option<Position>) {
+    if shared.failure.lock().expect("failure lock").is_some() {
+        return;
+    }
+    let index = shared.index.read().expect("index lock");
+    if unchanged == Some(index.head.position) || index.head.position == 0 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    match checkpoint::write(directory, &index) {
+        Ok(()) => tracing::info!(
+            position = index.head.position,
+            streams = index.streams.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "wrote the index checkpoint"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "could not write the index checkpoint; the next open rebuilds the index from the log")
         }
     }
 }

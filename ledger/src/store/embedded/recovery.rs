@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use super::checkpoint::Checkpoint;
 use super::index::{CommandKey, Index, SegmentEntry};
 use super::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::store::chain::Links;
@@ -68,10 +69,61 @@ struct Stop<'a> {
 /// and every stored hash against its content, hashed side by side), one segment ahead of
 /// this one, which decodes the envelopes in order, checks positions, commits, links and
 /// stream versions, and builds the index. Hashing was about a quarter of opening a log.
+///
+/// With a `checkpoint` (see `checkpoint`), the events up to its position are checked frame
+/// by frame as always, but not decoded into the maps: those are the checkpoint's, once the
+/// log has proved, at that position, to be the one it was made from. If it does not, the
+/// scan starts over without it.
 pub fn scan(
     segments: &[(Position, PathBuf)],
     body_bytes_max: usize,
-) -> Result<(Index, Option<TornTail>), StoreError> {
+    checkpoint: Option<Checkpoint>,
+) -> Result<Scanned, StoreError> {
+    if let Some(checkpoint) = checkpoint.filter(|c| c.position > 0) {
+        let position = checkpoint.position;
+        match scan_once(segments, body_bytes_max, Some(checkpoint)) {
+            Ok(scanned) => return Ok(scanned),
+            Err(ScanError::Store(error)) => return Err(error),
+            Err(ScanError::Stale(why)) => tracing::warn!(
+                position,
+                why,
+                "the index checkpoint does not fit the log; rebuilding the index from the log"
+            ),
+        }
+    }
+    scan_once(segments, body_bytes_max, None).map_err(|error| match error {
+        ScanError::Store(error) => error,
+        ScanError::Stale(_) => unreachable!("without a checkpoint there is none to be stale"),
+    })
+}
+
+/// What open found.
+pub struct Scanned {
+    pub index: Index,
+    pub torn_tail: Option<TornTail>,
+    /// The position of the index checkpoint the maps were taken from, if one was used.
+    pub from_checkpoint: Option<Position>,
+}
+
+enum ScanError {
+    Store(StoreError),
+    /// The checkpoint does not fit the log, which is not damage: it may be a copy of
+    /// another data directory's, or the log may have been restored from an older copy.
+    Stale(&'static str),
+}
+
+impl From<StoreError> for ScanError {
+    fn from(error: StoreError) -> ScanError {
+        ScanError::Store(error)
+    }
+}
+
+fn scan_once(
+    segments: &[(Position, PathBuf)],
+    body_bytes_max: usize,
+    mut checkpoint: Option<Checkpoint>,
+) -> Result<Scanned, ScanError> {
+    let from_checkpoint = checkpoint.as_ref().map(|c| c.position);
     std::thread::scope(|scope| {
         // Rendezvous: the checking thread holds one segment's bytes while this thread
         // indexes another, so at most two are in memory.
@@ -92,6 +144,7 @@ pub fn scan(
             let is_last = i + 1 == segments.len();
             torn_tail = index_segment(
                 &mut index,
+                &mut checkpoint,
                 &segment,
                 *named_position,
                 path,
@@ -101,7 +154,14 @@ pub fn scan(
             // Nobody waits for it once the last segment is in.
             let _ = returned.send(segment.bytes);
         }
-        Ok((index, torn_tail))
+        if checkpoint.is_some() {
+            return Err(ScanError::Stale("the log ends before its position"));
+        }
+        Ok(Scanned {
+            index,
+            torn_tail,
+            from_checkpoint,
+        })
     })
 }
 
@@ -203,23 +263,26 @@ fn check_frames(bytes: &[u8], body_bytes_max: usize, links: &mut Links) -> Vec<C
 /// the torn tail cut from the last segment, if any.
 fn index_segment(
     index: &mut Index,
+    checkpoint: &mut Option<Checkpoint>,
     segment: &CheckedSegment,
     named_position: Position,
     path: &Path,
     is_last: bool,
     body_bytes_max: usize,
-) -> Result<Option<TornTail>, StoreError> {
+) -> Result<Option<TornTail>, ScanError> {
     let bytes = &segment.bytes[..];
     let file = OpenOptions::new()
         .read(true)
         .write(is_last)
         .open(path)
         .map_err(|e| StoreError::io(path, e))?;
-    let corrupt = |offset: usize, position: Position, kind: CorruptionKind| StoreError::Corrupt {
-        segment: path.to_path_buf(),
-        offset: offset as u64,
-        position,
-        kind,
+    let corrupt = |offset: usize, position: Position, kind: CorruptionKind| {
+        ScanError::Store(StoreError::Corrupt {
+            segment: path.to_path_buf(),
+            offset: offset as u64,
+            position,
+            kind,
+        })
     };
     let expected_position = index.head.position + 1;
     let header =
@@ -244,7 +307,7 @@ fn index_segment(
         offsets: Vec::new(),
         end_offset: SEGMENT_HEADER_BYTES,
     });
-    let stop = scan_records(segment, index, body_bytes_max, path)?;
+    let stop = scan_records(segment, index, checkpoint, body_bytes_max, path)?;
     let next_position = index.head.position + 1;
     if !is_last {
         if let Some(kind) = stop.damage {
@@ -258,6 +321,10 @@ fn index_segment(
             ));
         }
         return Ok(None);
+    }
+    // Before anything is cut: the tail is judged against a rebuilt index, not this one.
+    if checkpoint.is_some() {
+        return Err(ScanError::Stale("the log ends before its position"));
     }
     // The last segment: damage here is a torn tail unless a later commit follows it.
     if let Some(later) = later_commit_after(bytes, stop.offset + 1, next_position, body_bytes_max) {
@@ -281,7 +348,7 @@ fn index_segment(
         None => stop.offset,
     };
     let file = &index.segments.last().expect("a segment").file;
-    cut_tail(file, path, bytes, cut_at)
+    Ok(cut_tail(file, path, bytes, cut_at)?)
 }
 
 /// Scans the records of one segment into `index`, up to the first thing that is not a
@@ -289,9 +356,10 @@ fn index_segment(
 fn scan_records<'a>(
     segment: &'a CheckedSegment,
     index: &mut Index,
+    checkpoint: &mut Option<Checkpoint>,
     body_bytes_max: usize,
     path: &Path,
-) -> Result<Stop<'a>, StoreError> {
+) -> Result<Stop<'a>, ScanError> {
     let bytes = &segment.bytes[..];
     let mut at = SEGMENT_HEADER_BYTES as usize;
     let mut commit: Option<CommitScan> = None;
@@ -318,17 +386,29 @@ fn scan_records<'a>(
         );
         // A frame whose checksum matches was written whole: anything wrong inside it is
         // corruption, never a torn write.
-        let corrupt = |kind: CorruptionKind| StoreError::Corrupt {
-            segment: path.to_path_buf(),
-            offset: at as u64,
-            position,
-            kind,
+        let corrupt = |kind: CorruptionKind| {
+            ScanError::Store(StoreError::Corrupt {
+                segment: path.to_path_buf(),
+                offset: at as u64,
+                position,
+                kind,
+            })
         };
-        let event = EnvelopeRef::decode(body).map_err(corrupt)?;
-        if event.position != position {
+        // Up to the checkpoint's position the maps come from the checkpoint: the envelope
+        // is not decoded, its position and hashes are read where they lie.
+        let in_checkpoint = checkpoint.as_ref().is_some_and(|c| position <= c.position);
+        let event = match in_checkpoint {
+            true => None,
+            false => Some(EnvelopeRef::decode(body).map_err(corrupt)?),
+        };
+        let found = match &event {
+            Some(event) => event.position,
+            None => codec::stored_position(body).map_err(corrupt)?,
+        };
+        if found != position {
             return Err(corrupt(CorruptionKind::PositionGap {
                 expected: position,
-                found: event.position,
+                found,
             }));
         }
         if !(range.first_position..=range.last_position).contains(&position) {
@@ -352,13 +432,36 @@ fn scan_records<'a>(
                 "record does not belong to the commit around it".into(),
             )));
         };
-        if Hash32(event.previous_hash) != index.head.hash {
+        // An envelope ends with its previous hash and its hash (`codec::stored_link`).
+        if codec::stored_link(body).map(|(previous, _)| Hash32(*previous)) != Some(index.head.hash)
+        {
             return Err(corrupt(CorruptionKind::BrokenLink));
         }
         // Checked ahead against the stored previous hash, which equals the head's here.
         if !hash_holds {
             return Err(corrupt(CorruptionKind::BadHash));
         }
+        let Some(event) = event else {
+            index.add_location(position, at as u64);
+            index.head.hash = codec::stored_hash(body);
+            at += codec::frame_bytes(body.len());
+            index.segments.last_mut().expect("a segment").end_offset = at as u64;
+            if checkpoint.as_ref().is_some_and(|c| c.position == position) {
+                let checkpoint = checkpoint.take().expect("checked");
+                if range.last_position != position {
+                    return Err(ScanError::Stale("no commit ends at its position"));
+                }
+                if checkpoint.hash != index.head.hash {
+                    return Err(ScanError::Stale(
+                        "the log's event at its position has another hash",
+                    ));
+                }
+                index.streams = checkpoint.streams;
+                index.commands = checkpoint.commands;
+                index.last_recorded_at = checkpoint.last_recorded_at;
+            }
+            continue;
+        };
         let expected_version = index.stream_version(event.stream_id) + 1;
         if event.stream_version != expected_version {
             return Err(corrupt(CorruptionKind::VersionGap {
