@@ -14,87 +14,104 @@ use super::{EventStore, Position, RecordBatch, RecordedEvent, StoreError};
 /// Events per read while catching up.
 const SUBSCRIPTION_BATCH_EVENTS_MAX: usize = 4_096;
 
-pub struct Subscription<S: EventStore + ?Sized> {
+/// Where a subscription is: the next position to deliver, and the store's head it waits on.
+struct Cursor<S: EventStore + ?Sized> {
     store: Arc<S>,
     head: watch::Receiver<Position>,
     next_position: Position,
 }
 
-impl<S: EventStore + ?Sized> Subscription<S> {
-    pub(super) fn new(store: Arc<S>, from_position: Position) -> Subscription<S> {
+impl<S: EventStore + ?Sized> Cursor<S> {
+    fn new(store: Arc<S>, from_position: Position) -> Cursor<S> {
         let head = store.watch_head();
-        Subscription {
+        Cursor {
             store,
             head,
             next_position: from_position.max(1),
         }
     }
 
+    /// The head has reached the next position: there is something to read.
+    fn behind_head(&mut self) -> bool {
+        *self.head.borrow_and_update() >= self.next_position
+    }
+
+    /// Waits for the head to move. `Err(StoreError::Closed)` once the store has shut down.
+    async fn head_moved(&mut self) -> Result<(), StoreError> {
+        self.head.changed().await.map_err(|_| StoreError::Closed)
+    }
+}
+
+pub struct Subscription<S: EventStore + ?Sized> {
+    cursor: Cursor<S>,
+}
+
+impl<S: EventStore + ?Sized> Subscription<S> {
+    pub(super) fn new(store: Arc<S>, from_position: Position) -> Subscription<S> {
+        Subscription {
+            cursor: Cursor::new(store, from_position),
+        }
+    }
+
     /// The position of the next event this subscription will deliver.
     pub fn next_position(&self) -> Position {
-        self.next_position
+        self.cursor.next_position
     }
 
     /// The next events in order (at least one), waiting for them if the subscription has
     /// caught up. `Err(StoreError::Closed)` once the store has shut down.
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let cursor = &mut self.cursor;
         loop {
-            let head = *self.head.borrow_and_update();
-            if head >= self.next_position {
-                let events = self
+            if cursor.behind_head() {
+                let events = cursor
                     .store
-                    .read_all(self.next_position, SUBSCRIPTION_BATCH_EVENTS_MAX)
+                    .read_all(cursor.next_position, SUBSCRIPTION_BATCH_EVENTS_MAX)
                     .await?;
                 if let Some(last) = events.last() {
                     assert_eq!(
-                        events[0].position, self.next_position,
+                        events[0].position, cursor.next_position,
                         "read_all returned a gap"
                     );
-                    self.next_position = last.position + 1;
+                    cursor.next_position = last.position + 1;
                     return Ok(events);
                 }
             }
-            if self.head.changed().await.is_err() {
-                return Err(StoreError::Closed);
-            }
+            cursor.head_moved().await?;
         }
     }
 }
 
 /// A `Subscription` that reads into one `RecordBatch`, reused from step to step.
 pub struct BatchSubscription<S: EventStore + ?Sized> {
-    store: Arc<S>,
-    head: watch::Receiver<Position>,
-    next_position: Position,
+    cursor: Cursor<S>,
     batch: RecordBatch,
 }
 
 impl<S: EventStore + ?Sized> BatchSubscription<S> {
     pub(super) fn new(store: Arc<S>, from_position: Position) -> BatchSubscription<S> {
-        let head = store.watch_head();
         BatchSubscription {
-            store,
-            head,
-            next_position: from_position.max(1),
+            cursor: Cursor::new(store, from_position),
             batch: RecordBatch::new(),
         }
     }
 
     /// The position of the next event this subscription will deliver.
     pub fn next_position(&self) -> Position {
-        self.next_position
+        self.cursor.next_position
     }
 
     /// The next events in order (at least one), waiting for them if the subscription has
     /// caught up; valid until the next call. `Err(StoreError::Closed)` once the store has
     /// shut down.
     pub async fn next_batch(&mut self) -> Result<&RecordBatch, StoreError> {
+        let cursor = &mut self.cursor;
         loop {
-            let head = *self.head.borrow_and_update();
-            if head >= self.next_position {
-                self.store
+            if cursor.behind_head() {
+                cursor
+                    .store
                     .read_all_batch(
-                        self.next_position,
+                        cursor.next_position,
                         SUBSCRIPTION_BATCH_EVENTS_MAX,
                         &mut self.batch,
                     )
@@ -102,19 +119,17 @@ impl<S: EventStore + ?Sized> BatchSubscription<S> {
                 if let (Some(first), Some(last)) =
                     (self.batch.first_position(), self.batch.last_position())
                 {
-                    assert_eq!(first, self.next_position, "read_all_batch returned a gap");
+                    assert_eq!(first, cursor.next_position, "read_all_batch returned a gap");
                     assert_eq!(
                         last - first + 1,
                         self.batch.len() as Position,
                         "read_all_batch returned a gap"
                     );
-                    self.next_position = last + 1;
+                    cursor.next_position = last + 1;
                     return Ok(&self.batch);
                 }
             }
-            if self.head.changed().await.is_err() {
-                return Err(StoreError::Closed);
-            }
+            cursor.head_moved().await?;
         }
     }
 }
