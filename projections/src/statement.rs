@@ -131,7 +131,8 @@ pub struct Statements {
     withdrawn: Vec<bool>,
     /// Indexed by payout: the payee and the payout.
     payouts: Vec<(u32, PayoutEntry)>,
-    /// Indexed by distribution: its current lines by member, so a payout names its line.
+    /// Indexed by distribution: its current lines by member not paid yet, so a payout
+    /// names its line.
     lines: Vec<Option<BTreeMap<MemberId, SharedLine>>>,
 }
 
@@ -223,8 +224,9 @@ fn upsert_lines(current: &mut BTreeMap<MemberId, SharedLine>, lines: &[Line]) {
 
 impl Projection for Statements {
     const NAME: &'static str = "statements";
-    /// 2: ids are the catalog's numbers.
-    const SCHEMA_VERSION: u32 = 2;
+    /// 2: ids are the catalog's numbers. 3: a distribution's lines keep only those not
+    /// paid yet.
+    const SCHEMA_VERSION: u32 = 3;
 
     fn new(catalog: Catalog) -> Statements {
         Statements {
@@ -305,13 +307,15 @@ impl Projection for Statements {
                 if payout as usize != self.payouts.len() {
                     return;
                 }
+                // A line is paid once (its payout's id is the distribution's and member's),
+                // so the payout takes it from the distribution's lines: kept twice, every
+                // line paid would stay in memory as long again.
                 let line = match &e.payout_for {
                     PayoutFor::Line { .. } => self
                         .lines
-                        .get(ids.distribution.map_or(usize::MAX, |d| d as usize))
-                        .and_then(Option::as_ref)
-                        .and_then(|lines| lines.get(&e.member))
-                        .cloned(),
+                        .get_mut(ids.distribution.map_or(usize::MAX, |d| d as usize))
+                        .and_then(Option::as_mut)
+                        .and_then(|lines| lines.remove(&e.member)),
                     PayoutFor::LeadFee { .. } => None,
                 };
                 self.payouts.push((
