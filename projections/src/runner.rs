@@ -12,7 +12,6 @@
 //! runner holds the write lock for at most `APPLY_CHUNK_EVENTS_MAX` events at a time, so a
 //! query never waits long behind a catch-up.
 
-use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use crate::projection::{AppliedEvent, Projection};
 
 /// Events applied under one hold of an instance's write lock.
 pub const APPLY_CHUNK_EVENTS_MAX: usize = 1_024;
-/// Chunks at least this long are applied to several instances in parallel.
+/// Batches at least this long are applied to several instances in parallel.
 pub const PARALLEL_APPLY_EVENTS_MIN: usize = 256;
 /// The longest any query waits for a position, whatever the caller asks.
 pub const QUERY_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -336,25 +335,23 @@ impl Runner {
     }
 }
 
-/// A large chunk for an apply thread: where it lies in its batch, and whom to tell when it
-/// is applied.
+/// A large batch for an apply thread, and whom to tell when it is applied.
 struct ApplyJob {
     events: Arc<Vec<AppliedEvent>>,
-    range: Range<usize>,
     done: oneshot::Sender<()>,
 }
 
 /// An instance the runner feeds, with its apply thread when the runner feeds several.
 ///
-/// Large chunks go to one long-lived thread per instance rather than to threads started per
+/// Large batches go to one long-lived thread per instance rather than to threads started per
 /// chunk (three thread starts per 1,024 events, each with a fresh allocator heap, and a
 /// model's memory freed on threads other than the one that allocated it). A model is thus
-/// always applied on the same thread, and the runner's task awaits the chunk instead of
+/// always applied on the same thread, and the runner's task awaits the batch instead of
 /// blocking a runtime thread, so the reader decodes the next batch meanwhile. Measured on
 /// a 1M-event rebuild: see ARCHITECTURE.md (the read side, known limits).
 struct Applier {
     feed: Arc<dyn Feed>,
-    /// One job at most is queued: the runner waits for every job of a chunk before the
+    /// One job at most is queued: the runner waits for every job of a batch before the
     /// next. Dropping the sender ends the thread, which drops its handle on the instance.
     jobs: Option<std::sync::mpsc::SyncSender<ApplyJob>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -388,13 +385,10 @@ impl Applier {
         let thread = std::thread::Builder::new()
             .name(format!("apply-{}", feed.name()))
             .spawn(move || {
-                for ApplyJob {
-                    events,
-                    range,
-                    done,
-                } in queue
-                {
-                    worker_feed.apply_chunk(&events[range]);
+                for ApplyJob { events, done } in queue {
+                    for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
+                        worker_feed.apply_chunk(chunk);
+                    }
                     // Before `done`: the runner then holds the batch's last reference.
                     drop(events);
                     let _ = done.send(());
@@ -408,17 +402,27 @@ impl Applier {
     }
 }
 
-/// Applies `events[range]` to every instance: a large chunk to several instances at once on
+/// Applies a decoded batch to every instance: a large one to several instances at once on
 /// their apply threads (the models are independent), so a catch-up uses every core; a
 /// small one (live, a few events) here, where a hand-off would cost more than it saves.
-async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>, range: Range<usize>) {
+///
+/// An apply thread gets the whole batch as one job and applies it chunk by chunk, each
+/// under its own hold of the write lock (`Feed::apply_chunk`), so queries still wait one
+/// chunk at most, while the runner hands off and waits once per batch: a hand-off per
+/// chunk woke every thread four times as often, and in a virtual machine the context
+/// switches cost more than the smaller chunks saved.
+async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>) {
     let live: Vec<&Applier> = appliers
         .iter()
         .filter(|applier| !applier.feed.is_retired())
         .collect();
-    if live.len() < 2 || range.len() < PARALLEL_APPLY_EVENTS_MIN {
-        for applier in live {
-            applier.feed.apply_chunk(&events[range.clone()]);
+    if live.len() < 2 || events.len() < PARALLEL_APPLY_EVENTS_MIN {
+        for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
+            for applier in &live {
+                applier.feed.apply_chunk(chunk);
+            }
+            // Let queries and other tasks in between chunks of a long catch-up.
+            tokio::task::yield_now().await;
         }
         return;
     }
@@ -429,13 +433,16 @@ async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>, ran
                 let (done, finished) = oneshot::channel();
                 jobs.send(ApplyJob {
                     events: Arc::clone(events),
-                    range: range.clone(),
                     done,
                 })
                 .expect("an apply thread runs while its runner holds its sender");
                 applied.push(finished);
             }
-            None => applier.feed.apply_chunk(&events[range.clone()]),
+            None => {
+                for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
+                    applier.feed.apply_chunk(chunk);
+                }
+            }
         }
     }
     for finished in applied {
@@ -665,14 +672,7 @@ async fn run<S: EventStore + ?Sized>(
             break Some("the projection runner's reader ended".to_string());
         };
         let events = Arc::new(events);
-        let mut start = 0;
-        while start < events.len() {
-            let end = events.len().min(start + APPLY_CHUNK_EVENTS_MAX);
-            apply_to_all(&appliers, &events, start..end).await;
-            start = end;
-            // Let queries and other tasks in between chunks of a long catch-up.
-            tokio::task::yield_now().await;
-        }
+        apply_to_all(&appliers, &events).await;
         // Every apply thread let go of the batch before reporting its job done: hand it
         // back to be emptied, and reused, on the thread that allocated it.
         if let Ok(events) = Arc::try_unwrap(events) {
