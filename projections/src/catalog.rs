@@ -31,7 +31,7 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use ledger::domain::events::{BorrowedEvent, DomainEvent, EventDecodeError};
-use ledger::domain::ids::{MemberId, RecordId};
+use ledger::domain::ids::{DistributionId, MemberId, PayoutId, RecordId};
 use ledger::store::{EventView, Hash32, Position};
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +160,21 @@ impl Names {
 
     pub fn distribution(&self, distribution: u32) -> &str {
         self.distributions.resolve(distribution)
+    }
+
+    /// `distribution` as a typed id: only ids that passed the id rule are numbered.
+    pub fn distribution_id(&self, distribution: u32) -> DistributionId {
+        DistributionId::new(self.distribution(distribution))
+            .expect("only valid distribution ids are numbered")
+    }
+
+    pub fn payout(&self, payout: u32) -> &str {
+        self.payouts.resolve(payout)
+    }
+
+    /// `payout` as a typed id: only ids that passed the id rule are numbered.
+    pub fn payout_id(&self, payout: u32) -> PayoutId {
+        PayoutId::new(self.payout(payout)).expect("only valid payout ids are numbered")
     }
 
     /// The last event resolved: its position and hash.
