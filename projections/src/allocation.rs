@@ -209,7 +209,38 @@ struct DistributionState {
     unanswered: BTreeSet<CommentId>,
     final_amounts: Option<Vec<Money>>,
     finalized_at: Option<Timestamp>,
-    payouts: Vec<PayoutView>,
+    payouts: Vec<PayoutEntry>,
+}
+
+/// A `PayoutView` as kept: its id and member as the catalog's numbers, its state as its
+/// last attempt's outcome (a payout is issued with one attempt, and every change of state
+/// is its last attempt's). Most of a log's distributions' memory is their payouts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PayoutEntry {
+    payout: u32,
+    member: u32,
+    amount: Money,
+    attempts: Vec<Attempt>,
+}
+
+impl PayoutEntry {
+    fn state(&self) -> &PayoutState {
+        &self
+            .attempts
+            .last()
+            .expect("a payout is issued with its first attempt")
+            .outcome
+    }
+
+    fn view(&self, names: &Names) -> PayoutView {
+        PayoutView {
+            payout_id: names.payout_id(self.payout),
+            member: names.member_id(self.member),
+            amount: self.amount,
+            state: self.state().clone(),
+            attempts: self.attempts.clone(),
+        }
+    }
 }
 
 /// Records, members, productions, distributions and payouts are the catalog's numbers.
@@ -257,7 +288,7 @@ impl DistributionState {
                     && self
                         .payouts
                         .iter()
-                        .all(|p| matches!(p.state, PayoutState::Settled { .. }));
+                        .all(|p| matches!(p.state(), PayoutState::Settled { .. }));
                 if all_settled {
                     AllocationStatus::Paid
                 } else {
@@ -347,7 +378,7 @@ impl Allocations {
             let amounts: Vec<Money> = state
                 .payouts
                 .iter()
-                .filter(|p| keep(&p.state))
+                .filter(|p| keep(p.state()))
                 .map(|p| p.amount)
                 .collect();
             money::sum(currency, &amounts).expect("payouts share the pool's currency")
@@ -376,7 +407,7 @@ impl Allocations {
             versions: state.versions.clone(),
             blockers,
             finalized_at: state.finalized_at,
-            payouts: state.payouts.clone(),
+            payouts: state.payouts.iter().map(|p| p.view(&names)).collect(),
             totals,
         })
     }
@@ -444,7 +475,7 @@ impl Allocations {
         }
     }
 
-    fn payout_mut(&mut self, payout: Option<u32>) -> Option<&mut PayoutView> {
+    fn payout_mut(&mut self, payout: Option<u32>) -> Option<&mut PayoutEntry> {
         let (distribution, index) = (*self.payouts.get(payout? as usize)?)?;
         self.state_mut(Some(distribution))
             .map(|state| &mut state.payouts[index as usize])
@@ -543,8 +574,9 @@ fn last_version_lines(state: &mut DistributionState) -> Option<&mut Vec<Line>> {
 
 impl Projection for Allocations {
     const NAME: &'static str = "allocations";
-    /// 2: ids are the catalog's numbers.
-    const SCHEMA_VERSION: u32 = 2;
+    /// 2: ids are the catalog's numbers. 3: a payout keeps its id and member as numbers,
+    /// its state only as its last attempt's outcome.
+    const SCHEMA_VERSION: u32 = 3;
 
     fn new(catalog: Catalog) -> Allocations {
         Allocations {
@@ -667,18 +699,17 @@ impl Projection for Allocations {
                 if self.payouts.get(slot).is_some_and(Option::is_some) {
                     return;
                 }
-                let Some(distribution) = ids.distribution else {
+                let (Some(distribution), Some(member)) = (ids.distribution, ids.member) else {
                     return;
                 };
                 let Some(state) = self.state_mut(Some(distribution)) else {
                     return;
                 };
                 let index = state.payouts.len() as u32;
-                state.payouts.push(PayoutView {
-                    payout_id: e.payout_id.clone(),
-                    member: e.member.clone(),
+                state.payouts.push(PayoutEntry {
+                    payout,
+                    member,
                     amount: e.amount,
-                    state: PayoutState::Pending,
                     attempts: vec![Attempt {
                         attempt: 1,
                         position: applied.position,
@@ -692,7 +723,6 @@ impl Projection for Allocations {
             }
             DomainEvent::PayoutRetried(e) => {
                 if let Some(payout) = self.payout_mut(ids.payout) {
-                    payout.state = PayoutState::Pending;
                     payout.attempts.push(Attempt {
                         attempt: e.attempt,
                         position: applied.position,
@@ -705,7 +735,6 @@ impl Projection for Allocations {
                     let outcome = PayoutState::Settled {
                         reference: e.reference.clone(),
                     };
-                    payout.state = outcome.clone();
                     if let Some(attempt) = payout.attempts.last_mut() {
                         attempt.outcome = outcome;
                     }
@@ -716,7 +745,6 @@ impl Projection for Allocations {
                     let outcome = PayoutState::Failed {
                         reason: e.reason.clone(),
                     };
-                    payout.state = outcome.clone();
                     if let Some(attempt) = payout.attempts.last_mut() {
                         attempt.outcome = outcome;
                     }
@@ -758,7 +786,20 @@ impl Projection for Allocations {
                     .get(*d as usize)
                     .and_then(Option::as_ref)
                     .is_some_and(|state| (*index as usize) < state.payouts.len())
-            });
+            })
+            && {
+                let names = catalog.read();
+                allocations
+                    .distributions
+                    .iter()
+                    .flatten()
+                    .flat_map(|state| &state.payouts)
+                    .all(|p| {
+                        (p.payout as usize) < names.payout_count()
+                            && (p.member as usize) < names.member_count()
+                            && !p.attempts.is_empty()
+                    })
+            };
         if !ok {
             return Err("allocations: numbers beyond the records or the catalog".into());
         }

@@ -31,7 +31,7 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use ledger::domain::events::{BorrowedEvent, DomainEvent, EventDecodeError};
-use ledger::domain::ids::{MemberId, RecordId};
+use ledger::domain::ids::{DistributionId, MemberId, PayoutId, RecordId};
 use ledger::store::{EventView, Hash32, Position};
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,26 @@ pub const NAME: &str = "catalog";
 /// Bumped whenever the numbering rules or the stored form change. Every model's stored
 /// form holds these numbers, so bumping it means bumping every model's too.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Events between the stages of `Catalog::decode_views`'s prefetching (an event's index
+/// slots `3 ×` this many events before it is numbered, the end offsets of the strings they
+/// name `2 ×`, their bytes `1 ×`): far enough for memory to answer meanwhile (numbering an
+/// event takes some 100 ns), near enough that nothing is evicted before use.
+const PREFETCH_STAGE_EVENTS: usize = 4;
+
+/// A lookup `Catalog::decode_views` prefetches for.
+struct Lookup {
+    /// In the members' table, else the records'.
+    members: bool,
+    hash: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Slot,
+    Ends,
+    Bytes,
+}
 
 /// An event's ids as numbers of the catalog: `None` where the event has no such id or it
 /// names one the log has not created (yet).
@@ -142,6 +162,21 @@ impl Names {
         self.distributions.resolve(distribution)
     }
 
+    /// `distribution` as a typed id: only ids that passed the id rule are numbered.
+    pub fn distribution_id(&self, distribution: u32) -> DistributionId {
+        DistributionId::new(self.distribution(distribution))
+            .expect("only valid distribution ids are numbered")
+    }
+
+    pub fn payout(&self, payout: u32) -> &str {
+        self.payouts.resolve(payout)
+    }
+
+    /// `payout` as a typed id: only ids that passed the id rule are numbered.
+    pub fn payout_id(&self, payout: u32) -> PayoutId {
+        PayoutId::new(self.payout(payout)).expect("only valid payout ids are numbered")
+    }
+
     /// The last event resolved: its position and hash.
     pub fn resolved(&self) -> (Position, Hash32) {
         (self.position, Hash32(self.hash))
@@ -195,6 +230,56 @@ impl Names {
         EventIds {
             member: Some(self.members.intern(member)),
             ..EventIds::default()
+        }
+    }
+
+    /// The lookups numbering `event` will make in the large tables (records, members),
+    /// appended to `into` for `prefetch`.
+    fn lookups(event: &BorrowedEvent<'_>, into: &mut Vec<Lookup>) {
+        let record = |id: &str| Lookup {
+            members: false,
+            hash: Interner::hash(id),
+        };
+        let member = |id: &str| Lookup {
+            members: true,
+            hash: Interner::hash(id),
+        };
+        match event {
+            BorrowedEvent::RecordUploaded {
+                record_id,
+                contributor,
+            } => into.extend([record(record_id), member(contributor)]),
+            BorrowedEvent::RemixUploaded {
+                record_id,
+                contributor,
+                sources,
+            } => {
+                into.extend([record(record_id), member(contributor)]);
+                into.extend(sources.iter().map(|source| record(source)));
+            }
+            BorrowedEvent::SourceCited {
+                record_id,
+                source_id,
+            } => into.extend([record(record_id), record(source_id)]),
+            BorrowedEvent::RecordIncluded { record_id, .. } => into.push(record(record_id)),
+            BorrowedEvent::MemberRegistered { member_id } => into.push(member(member_id)),
+            BorrowedEvent::RecordComment | BorrowedEvent::Owned(_) => {}
+        }
+    }
+
+    /// One stage of prefetching `lookups` (`Interner::prefetch_slot` and the next two).
+    fn prefetch(&self, stage: Stage, lookups: &[Lookup]) {
+        for lookup in lookups {
+            let table = if lookup.members {
+                &self.members
+            } else {
+                &self.records
+            };
+            match stage {
+                Stage::Slot => table.prefetch_slot(lookup.hash),
+                Stage::Ends => table.prefetch_ends(lookup.hash),
+                Stage::Bytes => table.prefetch_bytes(lookup.hash),
+            }
         }
     }
 
@@ -361,17 +446,56 @@ impl Catalog {
         views: impl Iterator<Item = EventView<'b>>,
         into: &mut Vec<AppliedEvent>,
     ) -> Result<(), (Position, EventDecodeError)> {
+        // Decoded first, outside the lock, so that numbering can prefetch the index slots
+        // of the events a few ahead of the one it numbers.
+        let mut decoded = Vec::with_capacity(views.size_hint().0);
+        let mut failure = None;
+        for view in views {
+            match DomainEvent::decode_borrowed(
+                view.event_type(),
+                view.schema_version(),
+                view.payload(),
+            ) {
+                Ok(borrowed) => decoded.push((view, borrowed)),
+                Err(error) => {
+                    failure = Some((view.position(), error));
+                    break;
+                }
+            }
+        }
+        // Each event's lookups in the large tables: `starts[i]..starts[i + 1]`.
+        let mut lookups = Vec::with_capacity(decoded.len() * 3);
+        let mut starts = Vec::with_capacity(decoded.len() + 1);
+        for (_, borrowed) in &decoded {
+            starts.push(lookups.len());
+            Names::lookups(borrowed, &mut lookups);
+        }
+        starts.push(lookups.len());
+        let of = |event: usize| &lookups[starts[event]..starts[event + 1]];
         let mut names = self
             .names
             .write()
             .expect("the catalog's lock is never poisoned");
-        for view in views {
-            let borrowed = DomainEvent::decode_borrowed(
-                view.event_type(),
-                view.schema_version(),
-                view.payload(),
-            )
-            .map_err(|error| (view.position(), error))?;
+        let stages = [
+            (Stage::Slot, 3 * PREFETCH_STAGE_EVENTS),
+            (Stage::Ends, 2 * PREFETCH_STAGE_EVENTS),
+            (Stage::Bytes, PREFETCH_STAGE_EVENTS),
+        ];
+        // The first events' stages, in order, before numbering starts.
+        for (stage, ahead) in stages {
+            for event in 0..ahead.min(decoded.len()) {
+                names.prefetch(stage, of(event));
+            }
+        }
+        for index in 0..decoded.len() {
+            for (stage, ahead) in stages {
+                if index + ahead < decoded.len() {
+                    names.prefetch(stage, of(index + ahead));
+                }
+            }
+            let (view, borrowed) = &mut decoded[index];
+            let view = *view;
+            let borrowed = std::mem::replace(borrowed, BorrowedEvent::RecordComment);
             let (fact, ids) = names.resolve_borrowed(borrowed);
             names.advance(view.position(), view.hash());
             into.push(AppliedEvent {
@@ -382,7 +506,7 @@ impl Catalog {
                 ids,
             });
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// The last event resolved: its position and hash.

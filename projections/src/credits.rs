@@ -2,19 +2,21 @@
 //! the contributors of every ancestor of those records in the family tree (influence),
 //! each with the records that earned the credit.
 //!
-//! Influence is computed when asked, from this model's own instance of the domain's `Dag`:
-//! a citation added years later still credits its source's contributor, with no
+//! Influence is computed when asked, from this model's own record of every record's sources
+//! (`crate::sources`: ancestors are all it walks, so it keeps no children, no topological
+//! order): a citation added years later still credits its source's contributor, with no
 //! bookkeeping when it arrives.
 
 use std::collections::{BTreeMap, HashSet};
 
-use ledger::dag::{Dag, NodeId};
+use ledger::dag::NodeId;
 use ledger::domain::events::DomainEvent;
 use ledger::domain::ids::{MemberId, ProductionId, RecordId};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Names};
 use crate::projection::{decode_serde, encode_serde, AppliedEvent, IdsOnly, Projection};
+use crate::sources::Sources;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credit {
@@ -41,7 +43,7 @@ pub struct Credits {
     catalog: Catalog,
     /// Indexed by record: its contributor.
     contributors: Vec<u32>,
-    tree: Dag,
+    tree: Sources,
     /// Indexed by production: included records in order of inclusion.
     included: Vec<Vec<NodeId>>,
 }
@@ -56,7 +58,7 @@ struct StoredCredits {
 
 impl Credits {
     fn known_record(&self, record: Option<u32>) -> Option<NodeId> {
-        record.filter(|record| (*record as usize) < self.tree.node_count())
+        record.filter(|record| (*record as usize) < self.tree.record_count())
     }
 
     fn credits(&self, names: &Names, nodes: impl Iterator<Item = NodeId>) -> Vec<Credit> {
@@ -87,9 +89,9 @@ impl Credits {
             let mut next = Vec::new();
             for node in frontier {
                 for parent in self.tree.parents(node) {
-                    if seen.insert(*parent) {
-                        ancestors.push(*parent);
-                        next.push(*parent);
+                    if seen.insert(parent) {
+                        ancestors.push(parent);
+                        next.push(parent);
                     }
                 }
             }
@@ -114,18 +116,11 @@ impl Credits {
     }
 
     fn add_record(&mut self, record: u32, contributor: u32, sources: &[u32]) {
-        if record as usize != self.tree.node_count() {
+        if record as usize != self.tree.record_count() {
             return;
         }
-        let node = self.tree.add_node();
+        self.tree.add_record(sources);
         self.contributors.push(contributor);
-        for source in sources {
-            if !self.tree.has_edge(*source, node) {
-                self.tree
-                    .add_edge(*source, node)
-                    .expect("edges into a new record agree with the order");
-            }
-        }
     }
 }
 
@@ -138,7 +133,7 @@ impl Projection for Credits {
         Credits {
             catalog,
             contributors: Vec::new(),
-            tree: Dag::new(),
+            tree: Sources::default(),
             included: Vec::new(),
         }
     }
@@ -156,7 +151,7 @@ impl Projection for Credits {
                     (self.known_record(ids.record), self.known_record(ids.source))
                 {
                     // Cycles were refused by the decider; a slip is left out, not applied.
-                    let _ = self.tree.add_edge(source, record);
+                    self.tree.cite(source, record);
                 }
             }
             None => {
@@ -186,12 +181,8 @@ impl Projection for Credits {
     fn encode(&self) -> Vec<u8> {
         // Ancestry is all credits need, so edges are stored in a canonical order (by
         // record, then parent order); the Dag rebuilt from them answers the same.
-        let mut edges = Vec::with_capacity(self.tree.edge_count());
-        for node in 0..self.tree.node_count() as NodeId {
-            for parent in self.tree.parents(node) {
-                edges.push((*parent, node));
-            }
-        }
+        let mut edges = Vec::with_capacity(self.tree.link_count());
+        edges.extend(self.tree.links());
         encode_serde(&StoredCredits {
             contributors: self.contributors.clone(),
             edges,
@@ -219,17 +210,9 @@ impl Projection for Credits {
                 return Err("credits: numbers beyond the records or the catalog".into());
             }
         }
-        let mut tree = Dag::new();
-        for _ in 0..count {
-            tree.add_node();
-        }
-        for (source, record) in &stored.edges {
-            if *source as usize >= count || *record as usize >= count {
-                return Err("credits: an edge names an unknown record".into());
-            }
-            tree.add_edge(*source, *record)
-                .map_err(|error| format!("credits: stored edge refused: {error:?}"))?;
-        }
+        let tree = Sources::from_links(count, &stored.edges).ok_or(
+            "credits: stored edges out of order, naming unknown records, repeated or cyclic",
+        )?;
         Ok(Credits {
             catalog,
             contributors: stored.contributors,

@@ -64,6 +64,21 @@ fn home(tag: u64, slots: usize) -> usize {
     ((tag >> 32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
 }
 
+/// Asks the CPU to bring the cache line at `address` in: a hint, which reads nothing into
+/// the program and never faults, whatever the address.
+#[inline]
+fn prefetch(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint: it reads nothing into the program and never
+        // faults, and SSE, which has it, is part of every x86_64 CPU.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
 /// Where a probe for a string ended: at its index, or at the empty slot it would take.
 enum Probe {
     Found(u32),
@@ -121,6 +136,73 @@ impl Interner {
         match self.probe(text, hash(text)) {
             Probe::Found(index) => Some(index),
             Probe::Vacant(_) => None,
+        }
+    }
+
+    /// The hash `prefetch_*` take: computed once for the three stages.
+    pub fn hash(text: &str) -> u64 {
+        hash(text)
+    }
+
+    /// A lookup in a table of millions of strings costs up to three dependent cache misses:
+    /// the slot, the end offsets of the string it names, the string's bytes (compared with
+    /// the one looked up). A caller that knows its lookups a little ahead asks for each in
+    /// three stages, some work apart, each reading only what the previous one brought in:
+    /// `prefetch_slot`, then `prefetch_ends`, then `prefetch_bytes`. Only hints: they change
+    /// nothing, and a table that changed in between is merely not helped.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let slot = home(hash & TAG_MASK, self.slots.len());
+        prefetch(self.slots.as_ptr().wrapping_add(slot).cast());
+    }
+
+    /// The second stage: the end offsets of the string in the first slot with `hash`'s tag.
+    #[inline]
+    pub fn prefetch_ends(&self, hash: u64) {
+        if let Some(index) = self.candidate(hash) {
+            prefetch(
+                self.ends
+                    .as_ptr()
+                    .wrapping_add(index.saturating_sub(1))
+                    .cast(),
+            );
+        }
+    }
+
+    /// The third stage: the bytes of the string in the first slot with `hash`'s tag.
+    #[inline]
+    pub fn prefetch_bytes(&self, hash: u64) {
+        if let Some(index) = self.candidate(hash) {
+            let start = if index == 0 {
+                0
+            } else {
+                self.ends[index - 1] as usize
+            };
+            prefetch(self.arena.as_ptr().wrapping_add(start));
+        }
+    }
+
+    /// The index in the first slot from `hash`'s home that carries its tag, if any before
+    /// an empty slot: the string a lookup would compare first.
+    fn candidate(&self, hash: u64) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let tag = hash & TAG_MASK;
+        let mut slot = home(tag, self.slots.len());
+        loop {
+            let found = self.slots[slot];
+            if found == EMPTY {
+                return None;
+            }
+            if found & TAG_MASK == tag {
+                return Some(found as u32 as usize);
+            }
+            slot = (slot + 1) & mask;
         }
     }
 

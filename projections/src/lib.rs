@@ -10,6 +10,7 @@
 //! | `family_tree` | sources, remixes, ancestors/descendants with depth, roots, family size |
 //! | `allocation` | per distribution: status, pool, lines, versions, comments, blockers, payouts |
 //! | `credits` | per production: included and influencing contributors, with their records |
+//! | `sources` | every record's direct sources, compact, for credits' ancestor walks |
 //! | `statement` | per member: payouts, records, remixes of and citations to their work |
 //! | `runner` | feeds instances from the store, checkpoints, waits for `min_position` |
 //! | `snapshot` | atomic, checksummed snapshot files; load only onto the log they came from |
@@ -29,6 +30,7 @@ pub mod rebuild;
 pub mod runner;
 pub mod serving;
 pub mod snapshot;
+mod sources;
 pub mod statement;
 pub mod walk;
 

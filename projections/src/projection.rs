@@ -27,8 +27,9 @@ pub enum IdsOnly {
 /// What the models get of an event's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fact {
-    /// Decoded in full.
-    Event(DomainEvent),
+    /// Decoded in full. Boxed: an `AppliedEvent` is moved about by the thousand, and a
+    /// `DomainEvent` inline would more than double its size for the few events read in full.
+    Event(Box<DomainEvent>),
     /// Decoded in place for its ids alone (the runner's path, `Catalog::decode_views`):
     /// most of a log, and no `String` per id.
     Ids(IdsOnly),
@@ -57,11 +58,11 @@ impl AppliedEvent {
             position: recorded.position,
             recorded_at: recorded.recorded_at,
             hash: recorded.hash,
-            fact: Fact::Event(DomainEvent::decode(
+            fact: Fact::Event(Box::new(DomainEvent::decode(
                 recorded.event_type.as_str(),
                 recorded.schema_version,
                 &recorded.payload,
-            )?),
+            )?)),
             ids: EventIds::default(),
         })
     }
@@ -75,11 +76,11 @@ impl AppliedEvent {
             position: view.position(),
             recorded_at: view.recorded_at(),
             hash: view.hash(),
-            fact: Fact::Event(DomainEvent::decode(
+            fact: Fact::Event(Box::new(DomainEvent::decode(
                 view.event_type(),
                 view.schema_version(),
                 view.payload(),
-            )?),
+            )?)),
             ids: EventIds::default(),
         })
     }
@@ -95,7 +96,7 @@ impl AppliedEvent {
             position,
             recorded_at,
             hash,
-            fact: Fact::Event(event),
+            fact: Fact::Event(Box::new(event)),
             ids: EventIds::default(),
         }
     }
@@ -103,7 +104,7 @@ impl AppliedEvent {
     /// The event decoded in full, unless it came as ids alone.
     pub fn event(&self) -> Option<&DomainEvent> {
         match &self.fact {
-            Fact::Event(event) => Some(event),
+            Fact::Event(event) => Some(event.as_ref()),
             Fact::Ids(_) => None,
         }
     }
@@ -114,18 +115,18 @@ impl AppliedEvent {
         use ledger::domain::events::CommentTarget;
         match &self.fact {
             Fact::Ids(kind) => Some(*kind),
-            Fact::Event(DomainEvent::RecordUploaded(_) | DomainEvent::RemixUploaded(_)) => {
-                Some(IdsOnly::Upload)
-            }
-            Fact::Event(DomainEvent::SourceCited(_)) => Some(IdsOnly::Citation),
-            Fact::Event(DomainEvent::RecordIncluded(_)) => Some(IdsOnly::Inclusion),
-            Fact::Event(DomainEvent::MemberRegistered(_)) => Some(IdsOnly::Registration),
-            Fact::Event(DomainEvent::CommentPosted(e))
-                if matches!(e.target, CommentTarget::Record(_)) =>
-            {
-                Some(IdsOnly::RecordComment)
-            }
-            Fact::Event(_) => None,
+            Fact::Event(event) => match &**event {
+                DomainEvent::RecordUploaded(_) | DomainEvent::RemixUploaded(_) => {
+                    Some(IdsOnly::Upload)
+                }
+                DomainEvent::SourceCited(_) => Some(IdsOnly::Citation),
+                DomainEvent::RecordIncluded(_) => Some(IdsOnly::Inclusion),
+                DomainEvent::MemberRegistered(_) => Some(IdsOnly::Registration),
+                DomainEvent::CommentPosted(e) if matches!(e.target, CommentTarget::Record(_)) => {
+                    Some(IdsOnly::RecordComment)
+                }
+                _ => None,
+            },
         }
     }
 }

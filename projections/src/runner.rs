@@ -12,11 +12,10 @@
 //! runner holds the write lock for at most `APPLY_CHUNK_EVENTS_MAX` events at a time, so a
 //! query never waits long behind a catch-up.
 
-use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ledger::store::{subscribe_batches, EventStore, Hash32, Position};
+use ledger::store::{EventStore, Hash32, Position, RecordBatch, StoreError};
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -27,7 +26,7 @@ use crate::projection::{AppliedEvent, Projection};
 
 /// Events applied under one hold of an instance's write lock.
 pub const APPLY_CHUNK_EVENTS_MAX: usize = 1_024;
-/// Chunks at least this long are applied to several instances in parallel.
+/// Batches at least this long are applied to several instances in parallel.
 pub const PARALLEL_APPLY_EVENTS_MIN: usize = 256;
 /// The longest any query waits for a position, whatever the caller asks.
 pub const QUERY_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -336,25 +335,23 @@ impl Runner {
     }
 }
 
-/// A large chunk for an apply thread: where it lies in its batch, and whom to tell when it
-/// is applied.
+/// A large batch for an apply thread, and whom to tell when it is applied.
 struct ApplyJob {
     events: Arc<Vec<AppliedEvent>>,
-    range: Range<usize>,
     done: oneshot::Sender<()>,
 }
 
 /// An instance the runner feeds, with its apply thread when the runner feeds several.
 ///
-/// Large chunks go to one long-lived thread per instance rather than to threads started per
+/// Large batches go to one long-lived thread per instance rather than to threads started per
 /// chunk (three thread starts per 1,024 events, each with a fresh allocator heap, and a
 /// model's memory freed on threads other than the one that allocated it). A model is thus
-/// always applied on the same thread, and the runner's task awaits the chunk instead of
+/// always applied on the same thread, and the runner's task awaits the batch instead of
 /// blocking a runtime thread, so the reader decodes the next batch meanwhile. Measured on
 /// a 1M-event rebuild: see ARCHITECTURE.md (the read side, known limits).
 struct Applier {
     feed: Arc<dyn Feed>,
-    /// One job at most is queued: the runner waits for every job of a chunk before the
+    /// One job at most is queued: the runner waits for every job of a batch before the
     /// next. Dropping the sender ends the thread, which drops its handle on the instance.
     jobs: Option<std::sync::mpsc::SyncSender<ApplyJob>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -388,9 +385,13 @@ impl Applier {
         let thread = std::thread::Builder::new()
             .name(format!("apply-{}", feed.name()))
             .spawn(move || {
-                for job in queue {
-                    worker_feed.apply_chunk(&job.events[job.range]);
-                    let _ = job.done.send(());
+                for ApplyJob { events, done } in queue {
+                    for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
+                        worker_feed.apply_chunk(chunk);
+                    }
+                    // Before `done`: the runner then holds the batch's last reference.
+                    drop(events);
+                    let _ = done.send(());
                 }
             })?;
         Ok(Applier {
@@ -401,17 +402,27 @@ impl Applier {
     }
 }
 
-/// Applies `events[range]` to every instance: a large chunk to several instances at once on
+/// Applies a decoded batch to every instance: a large one to several instances at once on
 /// their apply threads (the models are independent), so a catch-up uses every core; a
 /// small one (live, a few events) here, where a hand-off would cost more than it saves.
-async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>, range: Range<usize>) {
+///
+/// An apply thread gets the whole batch as one job and applies it chunk by chunk, each
+/// under its own hold of the write lock (`Feed::apply_chunk`), so queries still wait one
+/// chunk at most, while the runner hands off and waits once per batch: a hand-off per
+/// chunk woke every thread four times as often, and in a virtual machine the context
+/// switches cost more than the smaller chunks saved.
+async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>) {
     let live: Vec<&Applier> = appliers
         .iter()
         .filter(|applier| !applier.feed.is_retired())
         .collect();
-    if live.len() < 2 || range.len() < PARALLEL_APPLY_EVENTS_MIN {
-        for applier in live {
-            applier.feed.apply_chunk(&events[range.clone()]);
+    if live.len() < 2 || events.len() < PARALLEL_APPLY_EVENTS_MIN {
+        for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
+            for applier in &live {
+                applier.feed.apply_chunk(chunk);
+            }
+            // Let queries and other tasks in between chunks of a long catch-up.
+            tokio::task::yield_now().await;
         }
         return;
     }
@@ -422,13 +433,16 @@ async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>, ran
                 let (done, finished) = oneshot::channel();
                 jobs.send(ApplyJob {
                     events: Arc::clone(events),
-                    range: range.clone(),
                     done,
                 })
                 .expect("an apply thread runs while its runner holds its sender");
                 applied.push(finished);
             }
-            None => applier.feed.apply_chunk(&events[range.clone()]),
+            None => {
+                for chunk in events.chunks(APPLY_CHUNK_EVENTS_MAX) {
+                    applier.feed.apply_chunk(chunk);
+                }
+            }
         }
     }
     for finished in applied {
@@ -440,47 +454,138 @@ async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>, ran
 /// Decoded batches waiting to be applied: reading and decoding the next batch overlaps
 /// applying this one, and a slow model holds back at most this many batches.
 const DECODED_BATCHES_QUEUED_MAX: usize = 2;
+/// Events the reader asks the store for at a time (as `subscribe_batches` does).
+const READ_BATCH_EVENTS_MAX: usize = 4_096;
+/// Record batches in circulation: one being read, one queued, one being decoded, so the
+/// store's read of the next batch overlaps the decoding of this one.
+const READ_BATCHES_MAX: usize = 3;
 
 /// A batch read and decoded, or why reading stopped (after the events before the failure).
 type Decoded = (Vec<AppliedEvent>, Option<String>);
 
-/// Reads the subscription in batches, decodes each event once, in place (no owned
-/// envelope in between; the ids of most events borrowed, not copied), and resolves its ids
-/// in the catalog, ahead of the applier.
-async fn read_and_decode<S: EventStore + ?Sized>(
+/// Reads the log from `from` on, as `subscribe_batches` does (the events in the log, then
+/// new ones as they become durable, no gap), into a few reused batches that it hands to the
+/// decode thread: the store reads the next batch while this one is decoded. Ends with an
+/// `Err` (why) when the store fails or closes.
+async fn read_batches<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: Position,
-    catalog: Catalog,
-    decoded: tokio::sync::mpsc::Sender<Decoded>,
+    read: tokio::sync::mpsc::Sender<Result<RecordBatch, String>>,
+    mut returned: tokio::sync::mpsc::Receiver<RecordBatch>,
 ) {
-    let mut subscription = subscribe_batches(store, from);
+    let mut head = store.watch_head();
+    let mut next = from.max(1);
+    let mut made = 0usize;
+    let mut spare: Option<RecordBatch> = None;
     loop {
-        let batch = match subscription.next_batch().await {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::error!(%error, "projection runner: the subscription failed");
-                let reason = format!("the store subscription failed: {error}");
-                let _ = decoded.send((Vec::new(), Some(reason))).await;
+        while *head.borrow_and_update() < next {
+            if head.changed().await.is_err() {
+                let reason = format!("the store subscription failed: {}", StoreError::Closed);
+                let _ = read.send(Err(reason)).await;
                 return;
             }
+        }
+        let mut batch = match spare.take() {
+            Some(batch) => batch,
+            None => match returned.try_recv() {
+                Ok(batch) => batch,
+                Err(_) if made < READ_BATCHES_MAX => {
+                    made += 1;
+                    RecordBatch::new()
+                }
+                Err(_) => match returned.recv().await {
+                    Some(batch) => batch,
+                    // The decode thread ended: nobody reads what this would send.
+                    None => return,
+                },
+            },
         };
-        let mut events = Vec::with_capacity(batch.len());
-        let mut failure = None;
+        if let Err(error) = store
+            .read_all_batch(next, READ_BATCH_EVENTS_MAX, &mut batch)
+            .await
+        {
+            tracing::error!(%error, "projection runner: reading the log failed");
+            let reason = format!("the store subscription failed: {error}");
+            let _ = read.send(Err(reason)).await;
+            return;
+        }
+        let (Some(first), Some(last)) = (batch.first_position(), batch.last_position()) else {
+            // Nothing past the head after all: wait for the next commit.
+            spare = Some(batch);
+            if head.changed().await.is_err() {
+                let reason = format!("the store subscription failed: {}", StoreError::Closed);
+                let _ = read.send(Err(reason)).await;
+                return;
+            }
+            continue;
+        };
+        assert_eq!(first, next, "read_all_batch returned a gap");
+        assert_eq!(
+            last - first + 1,
+            batch.len() as Position,
+            "read_all_batch returned a gap"
+        );
+        next = last + 1;
+        if read.send(Ok(batch)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The decode thread: decodes each event of each batch once, in place (no owned envelope
+/// in between; the ids of most events borrowed, not copied), and numbers its ids in the
+/// catalog, ahead of the applier.
+///
+/// A thread of its own rather than a task: everything a batch's events allocate (the
+/// `Vec` of events, sources, fully decoded events) is allocated here, and the runner hands
+/// each applied `Vec` back (`recycled`), so it is emptied here too. Freed on another thread,
+/// each block went through the allocator's cross-thread free path (~12% of a rebuild's CPU
+/// before); a task would move between runtime threads.
+struct Decoder {
+    catalog: Catalog,
+    read: tokio::sync::mpsc::Receiver<Result<RecordBatch, String>>,
+    returned: tokio::sync::mpsc::Sender<RecordBatch>,
+    decoded: tokio::sync::mpsc::Sender<Decoded>,
+    recycled: std::sync::mpsc::Receiver<Vec<AppliedEvent>>,
+}
+
+impl Decoder {
+    /// Appends `batch`'s events to `events`; stops at the first that does not decode,
+    /// saying why.
+    fn decode(&self, batch: &RecordBatch, events: &mut Vec<AppliedEvent>) -> Option<String> {
         let mut views = batch.iter();
         while events.len() < batch.len() {
-            // One write lock of the catalog per chunk: queries naming ids wait one chunk at
-            // most.
+            // One write lock of the catalog per chunk: queries naming ids wait one chunk
+            // at most.
             let chunk = views.by_ref().take(APPLY_CHUNK_EVENTS_MAX);
-            if let Err((position, error)) = catalog.decode_views(chunk, &mut events) {
+            if let Err((position, error)) = self.catalog.decode_views(chunk, events) {
                 let reason = format!("event at position {position} does not decode: {error}");
                 tracing::error!(%reason, "projection runner stopped");
-                failure = Some(reason);
-                break;
+                return Some(reason);
             }
         }
-        let stopping = failure.is_some();
-        if decoded.send((events, failure)).await.is_err() || stopping {
-            return;
+        None
+    }
+
+    fn run(mut self) {
+        while let Some(batch) = self.read.blocking_recv() {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(reason) => {
+                    let _ = self.decoded.blocking_send((Vec::new(), Some(reason)));
+                    return;
+                }
+            };
+            let mut events = self.recycled.try_recv().unwrap_or_default();
+            events.clear();
+            events.reserve(batch.len());
+            let failure = self.decode(&batch, &mut events);
+            // The pool holds every batch in circulation: there is room for this one.
+            let _ = self.returned.try_send(batch);
+            let stopping = failure.is_some();
+            if self.decoded.blocking_send((events, failure)).is_err() || stopping {
+                return;
+            }
         }
     }
 }
@@ -516,9 +621,31 @@ async fn run<S: EventStore + ?Sized>(
             return;
         }
     };
-    drop(feeds);
+    let (read_sender, read) = tokio::sync::mpsc::channel(1);
+    let (returned, returned_receiver) = tokio::sync::mpsc::channel(READ_BATCHES_MAX);
     let (sender, mut decoded) = tokio::sync::mpsc::channel(DECODED_BATCHES_QUEUED_MAX);
-    let reader = tokio::spawn(read_and_decode(store, from, catalog, sender));
+    let (recycle, recycled) = std::sync::mpsc::channel();
+    let decoder = Decoder {
+        catalog,
+        read,
+        returned,
+        decoded: sender,
+        recycled,
+    };
+    // Ends when the reader ends (its channel closes) or this task drops `decoded`.
+    if let Err(error) = std::thread::Builder::new()
+        .name("projections-decode".to_string())
+        .spawn(move || decoder.run())
+    {
+        let reason = format!("could not start the decode thread: {error}");
+        tracing::error!(%reason, "projection runner stopped");
+        for feed in &feeds {
+            feed.stop(&reason);
+        }
+        return;
+    }
+    drop(feeds);
+    let reader = tokio::spawn(read_batches(store, from, read_sender, returned_receiver));
     let stopped = loop {
         // Dropping a retired instance's applier ends its thread and frees the model.
         appliers.retain(|applier| !applier.feed.is_retired());
@@ -545,13 +672,11 @@ async fn run<S: EventStore + ?Sized>(
             break Some("the projection runner's reader ended".to_string());
         };
         let events = Arc::new(events);
-        let mut start = 0;
-        while start < events.len() {
-            let end = events.len().min(start + APPLY_CHUNK_EVENTS_MAX);
-            apply_to_all(&appliers, &events, start..end).await;
-            start = end;
-            // Let queries and other tasks in between chunks of a long catch-up.
-            tokio::task::yield_now().await;
+        apply_to_all(&appliers, &events).await;
+        // Every apply thread let go of the batch before reporting its job done: hand it
+        // back to be emptied, and reused, on the thread that allocated it.
+        if let Ok(events) = Arc::try_unwrap(events) {
+            let _ = recycle.send(events);
         }
         // A read model never skips a fact: what came before a failure is applied, then
         // every instance stops with the reason.
@@ -560,6 +685,8 @@ async fn run<S: EventStore + ?Sized>(
         }
     };
     reader.abort();
+    // The decode thread ends at its next hand-off.
+    drop(decoded);
     if let Some(reason) = stopped {
         for applier in &appliers {
             applier.feed.stop(&reason);

@@ -82,12 +82,21 @@ impl<'de> Deserialize<'de> for SharedLine {
     }
 }
 
-/// A `StatementPayout` as kept: its line shared.
+/// What a payout pays for, as kept: a line's distribution as the catalog's number (a line
+/// payout is most of a log's payouts; its ids are in the catalog once already).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum PaidFor {
+    Line(u32),
+    /// A lead fee, or a line of a distribution the catalog has not numbered.
+    Other(Box<PayoutFor>),
+}
+
+/// A `StatementPayout` as kept: its line shared, its id and distribution the catalog's (its
+/// id is its payout number's, the index of the entry).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct PayoutEntry {
-    payout_id: PayoutId,
     amount: Money,
-    paid_for: PayoutFor,
+    paid_for: PaidFor,
     line: Option<SharedLine>,
     state: PayoutState,
     attempt: u32,
@@ -95,11 +104,17 @@ struct PayoutEntry {
 }
 
 impl PayoutEntry {
-    fn view(&self) -> StatementPayout {
+    /// The payout numbered `payout`.
+    fn view(&self, names: &Names, payout: u32) -> StatementPayout {
         StatementPayout {
-            payout_id: self.payout_id.clone(),
+            payout_id: names.payout_id(payout),
             amount: self.amount,
-            paid_for: self.paid_for.clone(),
+            paid_for: match &self.paid_for {
+                PaidFor::Line(distribution) => PayoutFor::Line {
+                    distribution_id: names.distribution_id(*distribution),
+                },
+                PaidFor::Other(paid_for) => PayoutFor::clone(paid_for),
+            },
             line: self.line.as_ref().map(|line| Line::clone(&line.0)),
             state: self.state.clone(),
             attempt: self.attempt,
@@ -131,7 +146,8 @@ pub struct Statements {
     withdrawn: Vec<bool>,
     /// Indexed by payout: the payee and the payout.
     payouts: Vec<(u32, PayoutEntry)>,
-    /// Indexed by distribution: its current lines by member, so a payout names its line.
+    /// Indexed by distribution: its current lines by member not paid yet, so a payout
+    /// names its line.
     lines: Vec<Option<BTreeMap<MemberId, SharedLine>>>,
 }
 
@@ -171,7 +187,7 @@ impl Statements {
             payouts: entry
                 .payouts
                 .iter()
-                .map(|payout| self.payouts[*payout as usize].1.view())
+                .map(|payout| self.payouts[*payout as usize].1.view(&names, *payout))
                 .collect(),
             records: entry
                 .records
@@ -223,8 +239,9 @@ fn upsert_lines(current: &mut BTreeMap<MemberId, SharedLine>, lines: &[Line]) {
 
 impl Projection for Statements {
     const NAME: &'static str = "statements";
-    /// 2: ids are the catalog's numbers.
-    const SCHEMA_VERSION: u32 = 2;
+    /// 2: ids are the catalog's numbers. 3: a distribution's lines keep only those not
+    /// paid yet; a payout keeps neither its id nor its distribution's, but their numbers.
+    const SCHEMA_VERSION: u32 = 3;
 
     fn new(catalog: Catalog) -> Statements {
         Statements {
@@ -305,21 +322,27 @@ impl Projection for Statements {
                 if payout as usize != self.payouts.len() {
                     return;
                 }
+                // A line is paid once (its payout's id is the distribution's and member's),
+                // so the payout takes it from the distribution's lines: kept twice, every
+                // line paid would stay in memory as long again.
                 let line = match &e.payout_for {
                     PayoutFor::Line { .. } => self
                         .lines
-                        .get(ids.distribution.map_or(usize::MAX, |d| d as usize))
-                        .and_then(Option::as_ref)
-                        .and_then(|lines| lines.get(&e.member))
-                        .cloned(),
+                        .get_mut(ids.distribution.map_or(usize::MAX, |d| d as usize))
+                        .and_then(Option::as_mut)
+                        .and_then(|lines| lines.remove(&e.member)),
                     PayoutFor::LeadFee { .. } => None,
                 };
                 self.payouts.push((
                     member,
                     PayoutEntry {
-                        payout_id: e.payout_id.clone(),
                         amount: e.amount,
-                        paid_for: e.payout_for.clone(),
+                        paid_for: match (&e.payout_for, ids.distribution) {
+                            (PayoutFor::Line { .. }, Some(distribution)) => {
+                                PaidFor::Line(distribution)
+                            }
+                            (paid_for, _) => PaidFor::Other(Box::new(paid_for.clone())),
+                        },
                         line,
                         state: PayoutState::Pending,
                         attempt: 1,
@@ -374,6 +397,15 @@ impl Projection for Statements {
                 && members <= names.member_count()
                 && payouts <= names.payout_count()
                 && statements.lines.len() <= names.distribution_count()
+                && statements
+                    .payouts
+                    .iter()
+                    .all(|(_, payout)| match payout.paid_for {
+                        PaidFor::Line(distribution) => {
+                            (distribution as usize) < names.distribution_count()
+                        }
+                        PaidFor::Other(_) => true,
+                    })
         } && statements.withdrawn.len() == records
             && statements.contributors.iter().all(|m| met(*m))
             && statements.payouts.iter().all(|(m, _)| met(*m))

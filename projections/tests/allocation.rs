@@ -382,6 +382,16 @@ async fn the_426_contributor_episode_field_by_field() {
     assert_eq!(lead.payouts.len(), 1);
     assert_eq!(lead.payouts[0].amount, usd("2000"));
     assert_eq!(lead.payouts[0].line, None);
+    assert_eq!(
+        lead.payouts[0].payout_id,
+        PayoutId::for_lead_fee(&project("ep1"), &member("lead-jo"))
+    );
+    assert_eq!(
+        lead.payouts[0].paid_for,
+        PayoutFor::LeadFee {
+            project_id: project("ep1")
+        }
+    );
     let inf0 = statement("inf0");
     assert_eq!(inf0.remixes[0].record, record("rec-0"));
     assert_eq!(

@@ -491,7 +491,7 @@ async fn events_decoded_in_place_equal_the_owned_path_and_old_versions_are_upcas
         );
         match &borrowed.fact {
             projections::Fact::Ids(_) => ids_only += 1,
-            projections::Fact::Event(event) => assert_eq!(Some(event), owned.event()),
+            projections::Fact::Event(event) => assert_eq!(Some(event.as_ref()), owned.event()),
         }
     }
     // The upcast old upload comes decoded in full; the uploads, registrations and

@@ -515,7 +515,9 @@ pub enum BorrowedEvent<'a> {
     },
     /// A comment on a record (a comment on a distribution comes `Owned`).
     RecordComment,
-    Owned(DomainEvent),
+    /// Boxed: a `DomainEvent` is several times the size of the other variants, and readers
+    /// move these events about by the thousand.
+    Owned(Box<DomainEvent>),
 }
 
 /// The current layouts of the events `decode_borrowed` borrows from, field for field as
@@ -648,7 +650,7 @@ impl DomainEvent {
     ) -> Result<BorrowedEvent<'a>, EventDecodeError> {
         if DomainEvent::current_schema_version(event_type) != Some(schema_version) {
             return DomainEvent::decode(event_type, schema_version, payload)
-                .map(BorrowedEvent::Owned);
+                .map(|event| BorrowedEvent::Owned(Box::new(event)));
         }
         Ok(match event_type {
             "RecordUploaded" => {
@@ -696,10 +698,12 @@ impl DomainEvent {
                     decode_borrowed_payload(event_type, schema_version, payload)?;
                 match e.target {
                     borrowed::CommentTarget::Record(_) => BorrowedEvent::RecordComment,
-                    _ => BorrowedEvent::Owned(DomainEvent::decode_current(event_type, payload)?),
+                    _ => BorrowedEvent::Owned(Box::new(DomainEvent::decode_current(
+                        event_type, payload,
+                    )?)),
                 }
             }
-            _ => BorrowedEvent::Owned(DomainEvent::decode_current(event_type, payload)?),
+            _ => BorrowedEvent::Owned(Box::new(DomainEvent::decode_current(event_type, payload)?)),
         })
     }
 }
@@ -851,7 +855,7 @@ mod borrowed_decode_tests {
                 target: CommentTarget::Record(_),
                 ..
             }) => BorrowedEvent::RecordComment,
-            other => BorrowedEvent::Owned(other.clone()),
+            other => BorrowedEvent::Owned(Box::new(other.clone())),
         }
     }
 
@@ -906,7 +910,9 @@ mod borrowed_decode_tests {
         let borrowed = DomainEvent::decode_borrowed("RecordUploaded", 1, &payload).unwrap();
         assert_eq!(
             borrowed,
-            BorrowedEvent::Owned(DomainEvent::decode("RecordUploaded", 1, &payload).unwrap())
+            BorrowedEvent::Owned(Box::new(
+                DomainEvent::decode("RecordUploaded", 1, &payload).unwrap()
+            ))
         );
     }
 }
