@@ -69,7 +69,13 @@ pub(crate) fn hash_one_chunk(key: &[u32; 8], mode: u8, parts: &[&[u8]]) -> [u8; 
         }
     }
     debug_assert_eq!(left, 0);
-    platform.compress_in_place(&mut words, &block, filled as u8, 0, flags | CHUNK_END | ROOT);
+    platform.compress_in_place(
+        &mut words,
+        &block,
+        filled as u8,
+        0,
+        flags | CHUNK_END | ROOT,
+    );
     let mut hash = [0u8; 32];
     for (bytes, word) in hash.chunks_exact_mut(4).zip(words) {
         bytes.copy_from_slice(&word.to_le_bytes());
@@ -309,7 +315,11 @@ mod tests {
             let mut hasher = blake3::Hasher::new();
             hasher.update(&previous.0);
             hasher.update(&body);
-            assert_eq!(link(&previous, &body).0, *hasher.finalize().as_bytes(), "{n}");
+            assert_eq!(
+                link(&previous, &body).0,
+                *hasher.finalize().as_bytes(),
+                "{n}"
+            );
         }
     }
 

@@ -24,6 +24,7 @@
 //! arrived, but no longer than that commit's sync took: a late appender would wait about
 //! as long in the commit after it.
 
+use std::ops::Range;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -110,6 +111,9 @@ pub struct Builder {
     /// No append arrived while the last commit was written and synced: the next one is
     /// written here (`sync_here`).
     quiet: bool,
+    /// The stream version of each event of the append being decided (kept for its
+    /// capacity).
+    event_versions: Vec<StreamVersion>,
 }
 
 impl Builder {
@@ -154,6 +158,7 @@ impl Builder {
             disk,
             // Until a commit shows that the appenders wait for their answers.
             quiet: false,
+            event_versions: Vec::new(),
         }
     }
 
@@ -331,7 +336,7 @@ impl Builder {
             stream_versions: std::mem::take(&mut commit.stream_versions),
             commands: std::mem::take(&mut commit.commands),
         };
-        let (buffer, requests) = syncer::answer(commit);
+        let buffer = syncer::answer(commit, &self.publisher.answerer);
         self.reusable_maps = maps.cleared();
         if let Err(error) = head_file {
             return Err(self.shared.record_failure(&error));
@@ -342,7 +347,6 @@ impl Builder {
             arrived,
             sync_time,
         });
-        drop(requests);
         self.disk
             .lock()
             .expect("disk lock")
@@ -429,10 +433,8 @@ impl Builder {
             .publisher
             .index_if_next(&commit, offset, &mut new_segment);
         assert!(indexed, "commits are indexed in order");
-        let (buffer, requests) = syncer::answer(commit);
+        self.reusable_buffer = syncer::answer(commit, &self.publisher.answerer);
         self.reusable_maps = in_flight.maps.cleared();
-        self.reusable_buffer = buffer;
-        drop(requests);
         if let Err(error) = head_file {
             return Err(self.shared.record_failure(&error));
         }
@@ -487,7 +489,7 @@ impl Builder {
         if let Some(&i) = commit.commands.get(&command_key) {
             let original = &mut commit.accepted[i];
             if same_content(&original.request, &request) {
-                original.replies.push(reply);
+                original.retries.push(reply);
                 commit.appends += 1;
             } else {
                 let refused = Err(StoreError::CommandIdReused {
@@ -532,7 +534,8 @@ impl Builder {
         }
         // Each event's stream version, and each stream's last one.
         let mut versions: Vec<(StreamId, StreamVersion)> = Vec::new();
-        let mut event_versions = Vec::with_capacity(request.events.len());
+        let event_versions = &mut self.event_versions;
+        event_versions.clear();
         for proposed in &request.events {
             let version = match versions.iter_mut().find(|(s, _)| *s == proposed.stream_id) {
                 Some((_, version)) => {
@@ -551,7 +554,7 @@ impl Builder {
         let before = commit.mark();
         let buffer_before = before.buffer_bytes;
         let first_position = commit.next_position;
-        let offsets = encode(commit, &request, &event_versions);
+        let frames = encode(commit, &request, event_versions);
         let append_bytes = (commit.buffer.len() - buffer_before) as u64;
         let segment_capacity = self.limits.segment_size_bytes - SEGMENT_HEADER_BYTES;
         let fits_here = self.tip.offset + commit.buffer.len() as u64 <= self.tip.segment_bytes;
@@ -567,14 +570,15 @@ impl Builder {
             commit.accept(Accepted {
                 result: AppendResult {
                     first_position,
-                    last_position: first_position + offsets.len() as u64 - 1,
+                    last_position: first_position + frames.len() as u64 - 1,
                     stream_versions: versions,
                     recorded_at: commit.recorded_at,
                 },
                 request,
-                replies: vec![reply],
+                reply,
+                retries: Vec::new(),
                 command_key,
-                offsets,
+                frames,
             });
         } else {
             // A commit never spans segments: this append starts the next one.
@@ -604,13 +608,13 @@ async fn until_synced(in_flight: &mut Option<InFlight>) -> Synced {
 }
 
 /// Encodes and hash-chains `request`'s events, at `stream_versions`, at the end of
-/// `commit`. Returns the offset in the buffer of each.
+/// `commit`. Returns their frames in `commit.frames`.
 fn encode(
     commit: &mut Commit,
     request: &Submitted,
     stream_versions: &[StreamVersion],
-) -> Vec<usize> {
-    let mut offsets = Vec::with_capacity(request.events.len());
+) -> Range<usize> {
+    let first_frame = commit.frames.len();
     let first_position = commit.next_position;
     let mut previous_hash = commit.previous_hash;
     for (i, proposed) in request.events.iter().enumerate() {
@@ -626,7 +630,7 @@ fn encode(
                 position,
                 stream_id: &proposed.stream_id,
                 stream_version,
-                event_id: request.event_ids[i],
+                event_id: request.event_id(i),
                 event_type: &proposed.event_type,
                 schema_version: proposed.schema_version,
                 recorded_at: commit.recorded_at,
@@ -645,11 +649,10 @@ fn encode(
         commit
             .frames
             .push((frame_at, body.len(), crc32c::crc32c(body)));
-        offsets.push(frame_at);
     }
     commit.next_position = first_position + request.events.len() as u64;
     commit.previous_hash = previous_hash;
-    offsets
+    first_frame..commit.frames.len()
 }
 
 /// The result of a command id that is already durable, if the retry is the same command.
