@@ -164,7 +164,9 @@ async fn answers_follow_publication_and_precede_close() {
     }
     store.close().await;
     for (i, pending) in pending.into_iter().enumerate() {
-        let answered = pending.now_or_never().expect("answered before close returned");
+        let answered = pending
+            .now_or_never()
+            .expect("answered before close returned");
         assert_eq!(answered.unwrap().first_position, 32 * 20 + 1 + i as u64);
     }
 }

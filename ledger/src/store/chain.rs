@@ -83,6 +83,11 @@ pub(crate) fn hash_one_chunk(key: &[u32; 8], mode: u8, parts: &[&[u8]]) -> [u8; 
     hash
 }
 
+/// `blake3::hash(input)` for an input of one chunk at most.
+pub(crate) fn hash_of_one_chunk(input: &[u8]) -> [u8; 32] {
+    hash_one_chunk(&IV, 0, &[input])
+}
+
 /// `blake3::derive_key(context, …)`'s first step: the key words of `context`.
 pub(crate) fn derive_key_words(context: &str) -> [u32; 8] {
     let hash = hash_one_chunk(&IV, DERIVE_KEY_CONTEXT, &[context.as_bytes()]);
@@ -300,6 +305,7 @@ mod tests {
                     *blake3::hash(&input).as_bytes(),
                     "{n} bytes split at {split}"
                 );
+                assert_eq!(hash_of_one_chunk(&input), *blake3::hash(&input).as_bytes());
                 let mut keyed = blake3::Hasher::new_derive_key(context);
                 keyed.update(&input);
                 assert_eq!(
