@@ -619,6 +619,51 @@ impl ledger::store::embedded::IoFaults for SyncTurnstile {
     }
 }
 
+/// The append queue holds `append_queue_depth_max` appends the builder has not taken:
+/// with the builder unable to take more (its commit full, the one before held at its
+/// sync), a `submit` beyond the bound waits until the builder takes from the queue again,
+/// and then everything is committed in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_append_queue_holds_submit_back_until_the_builder_takes_again() {
+    use futures::FutureExt;
+
+    let directory = tempfile::tempdir().unwrap();
+    let turnstile = std::sync::Arc::new(SyncTurnstile::default());
+    let options = EmbeddedOptions {
+        faults: Some(turnstile.clone()),
+        append_queue_depth_max: 1,
+        commit_appends_max: 1,
+        sync_on_builder_when_quiet: false,
+        ..EmbeddedOptions::default()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    let request = |i: usize| append(&format!("q-{i}"), &[], vec![event("s-1", b"q")]);
+    let first = store.submit(request(1)).await.unwrap();
+    let arrived = turnstile.clone();
+    tokio::task::spawn_blocking(move || arrived.wait_arrived(1))
+        .await
+        .unwrap();
+    // Commit 1 is held at its sync. The second append fills commit 2; the third can only
+    // wait in the queue, which it fills.
+    let second = store.submit(request(2)).await.unwrap();
+    let third = store.submit(request(3)).await.unwrap();
+    assert!(
+        store.submit(request(4)).now_or_never().is_none(),
+        "the queue is full"
+    );
+    turnstile.pass(usize::MAX / 2);
+    let fourth = store.submit(request(4)).await.unwrap();
+    let positions: Vec<u64> = futures::future::join_all([first, second, third, fourth])
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().first_position)
+        .collect();
+    assert_eq!(positions, [1, 2, 3, 4]);
+    store.close().await;
+}
+
 /// Both ways a durable commit is published: handed back so that the many appends waiting
 /// go first (commit 1 here), or published by the syncer when only a few wait, which the
 /// builder then keeps for the answered appenders to rejoin (commit 2). Either way nothing is

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 pub use recovery::TornTail;
 use segment::{SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
@@ -123,7 +123,9 @@ pub struct OpenReport {
 
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
-    sender: mpsc::Sender<WriterMessage>,
+    sender: mpsc::UnboundedSender<WriterMessage>,
+    /// Room in the append queue (`append_queue_depth_max`): see `builder::QueueRoom`.
+    queue_room: Arc<Semaphore>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -217,7 +219,8 @@ impl EmbeddedStore {
             segments_directory,
             _directory_lock: lock,
         });
-        let (sender, receiver) = mpsc::channel(options.append_queue_depth_max);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let queue_room = Arc::new(Semaphore::new(options.append_queue_depth_max));
         let writer = Writer {
             shared: shared.clone(),
             limits: WriterLimits {
@@ -228,6 +231,7 @@ impl EmbeddedStore {
             },
             clock: options.clock.clone(),
             receiver,
+            queue_room: queue_room.clone(),
             head_sender,
             head_file,
             write_offset,
@@ -250,6 +254,7 @@ impl EmbeddedStore {
             EmbeddedStore {
                 shared,
                 sender,
+                queue_room,
                 writer: Mutex::new(Some(handle)),
             },
             report,
@@ -260,12 +265,7 @@ impl EmbeddedStore {
     /// the last reader is gone. Appends after `close` fail with `Closed`.
     pub async fn close(&self) {
         let (done, finished) = oneshot::channel();
-        if self
-            .sender
-            .send(WriterMessage::Close { done })
-            .await
-            .is_ok()
-        {
+        if self.sender.send(WriterMessage::Close { done }).is_ok() {
             let _ = finished.await;
         }
         let handle = self.writer.lock().expect("writer handle lock").take();
@@ -278,13 +278,15 @@ impl EmbeddedStore {
     async fn queue(&self, request: AppendRequest) -> Result<oneshot::Receiver<Answer>, StoreError> {
         validate_append(&request)?;
         self.check_not_failed()?;
+        let stopped = |_| self.check_not_failed().err().unwrap_or(StoreError::Closed);
+        // Given back by the builder once it has taken the append.
+        self.queue_room.acquire().await.map_err(stopped)?.forget();
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(WriterMessage::Append {
                 request: Box::new(Submitted::new(request)),
                 reply,
             })
-            .await
             .map_err(|_| self.check_not_failed().err().unwrap_or(StoreError::Closed))?;
         Ok(answer)
     }

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use super::answer::Answerer;
 use super::builder::Builder;
@@ -140,7 +140,9 @@ pub struct Writer {
     pub shared: Arc<Shared>,
     pub limits: WriterLimits,
     pub clock: Arc<dyn Clock>,
-    pub receiver: mpsc::Receiver<WriterMessage>,
+    pub receiver: mpsc::UnboundedReceiver<WriterMessage>,
+    /// Room in the append queue, given back as the builder takes appends.
+    pub queue_room: Arc<Semaphore>,
     pub head_sender: watch::Sender<Position>,
     pub head_file: HeadFile,
     /// Where the next commit goes in the active (last) segment.
@@ -181,6 +183,7 @@ impl Writer {
             self.limits,
             self.clock,
             self.receiver,
+            self.queue_room,
             handoff,
             publisher.clone(),
             disk.clone(),
