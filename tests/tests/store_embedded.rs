@@ -119,6 +119,85 @@ async fn appends_after_close_fail_as_closed() {
     assert_eq!(store.read_all(1, 10).await.unwrap().len(), 1);
 }
 
+/// A durable commit's answers go out from a task on the store's runtime, handed over
+/// after the commit is indexed and `HEAD` names it: whoever holds an answer sees its
+/// events in the index, the head and `HEAD`. `close` returns once every append queued
+/// before it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_follow_publication_and_precede_close() {
+    use futures::FutureExt;
+    use ledger::store::embedded::head;
+
+    let directory = tempfile::tempdir().unwrap();
+    let (store, _) = EmbeddedStore::open(directory.path(), small_segments())
+        .await
+        .unwrap();
+    let store = std::sync::Arc::new(store);
+    let appenders: Vec<_> = (0..32)
+        .map(|task| {
+            let (store, directory) = (store.clone(), directory.path().to_path_buf());
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let request = append(
+                        &format!("c-{task}-{i}"),
+                        &[],
+                        vec![event(&format!("s-{task}"), b"payload")],
+                    );
+                    let result = store.append(request).await.unwrap();
+                    let last = result.last_position;
+                    assert!(store.head().await.unwrap().position >= last);
+                    assert!(*store.watch_head().borrow() >= last);
+                    assert!(head::read(&directory).unwrap() >= last);
+                    let events = store.read_all(result.first_position, 1).await.unwrap();
+                    assert_eq!(events[0].command_id.as_str(), format!("c-{task}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for appender in appenders {
+        appender.await.unwrap();
+    }
+    let mut pending = Vec::new();
+    for i in 0..64 {
+        let request = append(&format!("last-{i}"), &[], vec![event("s-last", b"x")]);
+        pending.push(store.submit(request).await.unwrap());
+    }
+    store.close().await;
+    for (i, pending) in pending.into_iter().enumerate() {
+        let answered = pending
+            .now_or_never()
+            .expect("answered before close returned");
+        assert_eq!(answered.unwrap().first_position, 32 * 20 + 1 + i as u64);
+    }
+}
+
+/// Opened on a runtime that is gone by the time it appends, the store answers from its
+/// own threads.
+#[test]
+fn a_store_outliving_the_runtime_it_was_opened_on_still_answers() {
+    let directory = tempfile::tempdir().unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let (store, _) = first
+        .block_on(EmbeddedStore::open(directory.path(), small_segments()))
+        .unwrap();
+    first
+        .block_on(store.append(append("c-1", &[], vec![event("s-1", b"x")])))
+        .unwrap();
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let result = store
+            .append(append("c-2", &[], vec![event("s-1", b"y")]))
+            .await
+            .unwrap();
+        assert_eq!(result.first_position, 2);
+        store.close().await;
+    });
+}
+
 #[tokio::test]
 async fn segments_keep_their_size_when_the_option_changes() {
     let directory = tempfile::tempdir().unwrap();
@@ -538,6 +617,51 @@ impl ledger::store::embedded::IoFaults for SyncTurnstile {
         }
         Ok(())
     }
+}
+
+/// The append queue holds `append_queue_depth_max` appends the builder has not taken:
+/// with the builder unable to take more (its commit full, the one before held at its
+/// sync), a `submit` beyond the bound waits until the builder takes from the queue again,
+/// and then everything is committed in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_append_queue_holds_submit_back_until_the_builder_takes_again() {
+    use futures::FutureExt;
+
+    let directory = tempfile::tempdir().unwrap();
+    let turnstile = std::sync::Arc::new(SyncTurnstile::default());
+    let options = EmbeddedOptions {
+        faults: Some(turnstile.clone()),
+        append_queue_depth_max: 1,
+        commit_appends_max: 1,
+        sync_on_builder_when_quiet: false,
+        ..EmbeddedOptions::default()
+    };
+    let (store, _) = EmbeddedStore::open(directory.path(), options)
+        .await
+        .unwrap();
+    let request = |i: usize| append(&format!("q-{i}"), &[], vec![event("s-1", b"q")]);
+    let first = store.submit(request(1)).await.unwrap();
+    let arrived = turnstile.clone();
+    tokio::task::spawn_blocking(move || arrived.wait_arrived(1))
+        .await
+        .unwrap();
+    // Commit 1 is held at its sync. The second append fills commit 2; the third can only
+    // wait in the queue, which it fills.
+    let second = store.submit(request(2)).await.unwrap();
+    let third = store.submit(request(3)).await.unwrap();
+    assert!(
+        store.submit(request(4)).now_or_never().is_none(),
+        "the queue is full"
+    );
+    turnstile.pass(usize::MAX / 2);
+    let fourth = store.submit(request(4)).await.unwrap();
+    let positions: Vec<u64> = futures::future::join_all([first, second, third, fourth])
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().first_position)
+        .collect();
+    assert_eq!(positions, [1, 2, 3, 4]);
+    store.close().await;
 }
 
 /// Both ways a durable commit is published: handed back so that the many appends waiting

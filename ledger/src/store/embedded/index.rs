@@ -58,10 +58,9 @@ pub struct CommandKey(pub(super) u128);
 
 impl CommandKey {
     pub fn of(command_id: &(impl AsRef<str> + ?Sized)) -> CommandKey {
-        let digest = blake3::hash(command_id.as_ref().as_bytes());
-        CommandKey(u128::from_le_bytes(
-            digest.as_bytes()[..16].try_into().unwrap(),
-        ))
+        // `blake3::hash` of the id, by the one-chunk path (`chain::hash_one_chunk`).
+        let digest = crate::store::chain::hash_of_one_chunk(command_id.as_ref().as_bytes());
+        CommandKey(u128::from_le_bytes(digest[..16].try_into().unwrap()))
     }
 }
 

@@ -11,6 +11,7 @@
 //! `recovery` (open, torn tails) and `read` (reads). ARCHITECTURE.md walks through the
 //! crash cases.
 
+mod answer;
 mod builder;
 mod checkpoint;
 pub mod head;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 pub use recovery::TornTail;
 use segment::{SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
@@ -37,7 +38,9 @@ use writer::{Shared, Submitted, Writer, WriterLimits, WriterMessage};
 
 use super::batch::RecordBatch;
 use super::error::{InvalidInput, StoreError};
-use super::types::{AppendRequest, Head, Position, RecordedEvent, StreamId, StreamVersion};
+use super::types::{
+    AppendRequest, AppendResult, Head, Position, RecordedEvent, StreamId, StreamVersion,
+};
 use super::validate::{validate_append, ENVELOPE_BYTES_MAX};
 use super::{limits, EventStore, PendingAppend};
 use crate::time::{Clock, SystemClock};
@@ -124,7 +127,9 @@ pub struct OpenReport {
 
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
-    sender: mpsc::Sender<WriterMessage>,
+    sender: mpsc::UnboundedSender<WriterMessage>,
+    /// Room in the append queue (`append_queue_depth_max`): see `builder::QueueRoom`.
+    queue_room: Arc<Semaphore>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     directory: PathBuf,
     /// The position of the index checkpoint open used: `close` rewrites it only if the
@@ -234,7 +239,8 @@ impl EmbeddedStore {
             segments_directory,
             _directory_lock: lock,
         });
-        let (sender, receiver) = mpsc::channel(options.append_queue_depth_max);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let queue_room = Arc::new(Semaphore::new(options.append_queue_depth_max));
         let writer = Writer {
             shared: shared.clone(),
             limits: WriterLimits {
@@ -245,11 +251,14 @@ impl EmbeddedStore {
             },
             clock: options.clock.clone(),
             receiver,
+            queue_room: queue_room.clone(),
             head_sender,
             head_file,
             write_offset,
             active_segment_bytes,
             faults: options.faults.clone(),
+            // On the runtime `open` runs on (this is its blocking pool).
+            answerer: answer::Answerer::start(),
         };
         let handle = std::thread::Builder::new()
             .name("stemma-writer".into())
@@ -265,6 +274,7 @@ impl EmbeddedStore {
             EmbeddedStore {
                 shared,
                 sender,
+                queue_room,
                 writer: Mutex::new(Some(handle)),
                 directory,
                 index_checkpoint: report.index_from_checkpoint,
@@ -278,12 +288,7 @@ impl EmbeddedStore {
     /// lock once the last reader is gone. Appends after `close` fail with `Closed`.
     pub async fn close(&self) {
         let (done, finished) = oneshot::channel();
-        if self
-            .sender
-            .send(WriterMessage::Close { done })
-            .await
-            .is_ok()
-        {
+        if self.sender.send(WriterMessage::Close { done }).is_ok() {
             let _ = finished.await;
         }
         let handle = self.writer.lock().expect("writer handle lock").take();
@@ -297,6 +302,23 @@ impl EmbeddedStore {
             })
             .await;
         }
+    }
+
+    /// Checks an append and queues it for the writer; its answer comes on the receiver.
+    async fn queue(&self, request: AppendRequest) -> Result<oneshot::Receiver<Answer>, StoreError> {
+        validate_append(&request)?;
+        self.check_not_failed()?;
+        let stopped = |_| self.check_not_failed().err().unwrap_or(StoreError::Closed);
+        // Given back by the builder once it has taken the append.
+        self.queue_room.acquire().await.map_err(stopped)?.forget();
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(WriterMessage::Append {
+                request: Box::new(Submitted::new(request)),
+                reply,
+            })
+            .map_err(|_| self.check_not_failed().err().unwrap_or(StoreError::Closed))?;
+        Ok(answer)
     }
 
     fn check_not_failed(&self) -> Result<(), StoreError> {
@@ -332,29 +354,35 @@ fn write_index_checkpoint(shared: &Shared, directory: &Path, unchanged: Option<P
     }
 }
 
+type Answer = Result<AppendResult, StoreError>;
+
+/// An append's outcome from its answer; a reply dropped unanswered means the writer
+/// stopped: failed, or closed.
+fn outcome(shared: &Shared, answer: Result<Answer, oneshot::error::RecvError>) -> Answer {
+    match answer {
+        Ok(outcome) => outcome,
+        Err(_) => Err(match &*shared.failure.lock().expect("failure lock") {
+            Some(why) => StoreError::Unavailable(why.clone()),
+            None => StoreError::Closed,
+        }),
+    }
+}
+
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn submit(&self, request: AppendRequest) -> Result<PendingAppend, StoreError> {
-        validate_append(&request)?;
-        self.check_not_failed()?;
-        let (reply, result) = oneshot::channel();
-        self.sender
-            .send(WriterMessage::Append {
-                request: Box::new(Submitted::new(request)),
-                reply,
-            })
-            .await
-            .map_err(|_| self.check_not_failed().err().unwrap_or(StoreError::Closed))?;
+        let answer = self.queue(request).await?;
         let shared = self.shared.clone();
-        Ok(PendingAppend::new(async move {
-            match result.await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(match &*shared.failure.lock().expect("failure lock") {
-                    Some(why) => StoreError::Unavailable(why.clone()),
-                    None => StoreError::Closed,
-                }),
-            }
-        }))
+        Ok(PendingAppend::new(
+            async move { outcome(&shared, answer.await) },
+        ))
+    }
+
+    /// `submit` and wait, without boxing the wait as a `PendingAppend`: one allocation
+    /// less on every append.
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        let answer = self.queue(request).await?;
+        outcome(&self.shared, answer.await)
     }
 
     async fn read_stream(

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
+use super::answer::{Answerer, Answers};
 use super::head::HeadFile;
 use super::index::SegmentEntry;
 use super::segment::{self, SegmentHeader, ZeroFill, SEGMENT_HEADER_BYTES};
-use super::writer::{Commit, IoFaults, IoOperation, Shared, Submitted};
+use super::writer::{Commit, IoFaults, IoOperation, Shared};
 use crate::store::error::StoreError;
 use crate::store::types::{Hash32, Position};
 
@@ -76,6 +77,7 @@ pub struct Publisher {
     /// Appends the builder has waiting for the syncer to be free (decided into the next
     /// commit).
     pub waiting_appends: AtomicUsize,
+    pub answerer: Answerer,
 }
 
 impl Publisher {
@@ -111,13 +113,13 @@ impl Publisher {
             }
             for accepted in &commit.accepted {
                 let positions = accepted.result.first_position..;
-                for ((position, at), event) in positions
-                    .zip(&accepted.offsets)
-                    .zip(&accepted.request.events)
+                let frames = &commit.frames[accepted.frames.clone()];
+                for ((position, &(at, _, _)), event) in
+                    positions.zip(frames).zip(&accepted.request.events)
                 {
                     index.add_event(
                         position,
-                        offset + *at as u64,
+                        offset + at as u64,
                         &event.stream_id,
                         accepted.command_key,
                     );
@@ -159,27 +161,15 @@ pub fn hand_over_first(waiting: usize, appends: usize) -> bool {
     waiting > 0 && waiting * 2 >= appends
 }
 
-/// Sends every answer of a durable commit. Returns its buffer, for reuse, and the
-/// requests, to be freed once the answers are out.
-// The boxes are what is handed back to be freed: unboxing would copy each request.
-#[allow(clippy::vec_box)]
-pub fn answer(mut commit: Commit) -> (Vec<u8>, Vec<Box<Submitted>>) {
+/// Hands every answer of a durable commit to the `Answerer` (which frees its requests
+/// once they are sent). Returns its buffer, for reuse.
+pub fn answer(mut commit: Commit, answerer: &Answerer) -> Vec<u8> {
     let buffer = std::mem::take(&mut commit.buffer);
-    let mut requests = Vec::with_capacity(commit.accepted.len());
-    for accepted in commit.accepted {
-        requests.push(accepted.request);
-        let mut replies = accepted.replies;
-        // Retries of the same command share the result; the last one takes it.
-        let last = replies.pop().expect("an accepted append has its reply");
-        for reply in replies {
-            let _ = reply.send(Ok(accepted.result.clone()));
-        }
-        let _ = last.send(Ok(accepted.result));
-    }
-    for (reply, outcome) in commit.answers {
-        let _ = reply.send(outcome);
-    }
-    (buffer, requests)
+    answerer.answer(Answers {
+        accepted: commit.accepted,
+        answers: commit.answers,
+    });
+    buffer
 }
 
 /// A commit for the syncer, and where to say how it went.
@@ -415,7 +405,7 @@ impl Syncer {
             // Answer first: the appenders' next appends then have a chance to join the next
             // commit instead of waiting for the one after it. The commit is durable and
             // indexed even if `HEAD` could not be written.
-            let (buffer, requests) = answer(commit);
+            let buffer = answer(commit, &publisher.answerer);
             if let Err(error) = head_file {
                 let _ = synced.send(Synced::Failed(self.shared.record_failure(&error)));
                 break;
@@ -426,8 +416,6 @@ impl Syncer {
                 arrived: waiting,
                 sync_time,
             }));
-            // Freed once the builder has its go: not on the way to it.
-            drop(requests);
             self.prepare_spare_when_half_full();
         }
     }

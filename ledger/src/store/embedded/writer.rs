@@ -29,12 +29,14 @@
 //! get `Unavailable`.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use super::answer::Answerer;
 use super::builder::Builder;
 use super::head::HeadFile;
 use super::index::{CommandKey, FastMap, Index};
@@ -63,19 +65,31 @@ pub enum WriterMessage {
 pub struct Submitted {
     pub request: AppendRequest,
     pub command_key: CommandKey,
-    /// `EventId::derive(command_id, i)` of each event.
-    pub event_ids: Vec<EventId>,
+    /// `EventId::derive(command_id, 0)`: most appends have one event, and that one
+    /// needs no list of its own.
+    first_event_id: EventId,
+    /// `EventId::derive(command_id, i)` of each event after the first.
+    more_event_ids: Vec<EventId>,
 }
 
 impl Submitted {
     pub fn new(request: AppendRequest) -> Submitted {
-        let event_ids = (0..request.events.len() as u32)
+        let more_event_ids = (1..request.events.len() as u32)
             .map(|i| EventId::derive(&request.command_id, i))
             .collect();
         Submitted {
             command_key: CommandKey::of(&request.command_id),
-            event_ids,
+            first_event_id: EventId::derive(&request.command_id, 0),
+            more_event_ids,
             request,
+        }
+    }
+
+    /// The id of the request's `i`th event.
+    pub fn event_id(&self, i: usize) -> EventId {
+        match i {
+            0 => self.first_event_id,
+            _ => self.more_event_ids[i - 1],
         }
     }
 }
@@ -126,7 +140,9 @@ pub struct Writer {
     pub shared: Arc<Shared>,
     pub limits: WriterLimits,
     pub clock: Arc<dyn Clock>,
-    pub receiver: mpsc::Receiver<WriterMessage>,
+    pub receiver: mpsc::UnboundedReceiver<WriterMessage>,
+    /// Room in the append queue, given back as the builder takes appends.
+    pub queue_room: Arc<Semaphore>,
     pub head_sender: watch::Sender<Position>,
     pub head_file: HeadFile,
     /// Where the next commit goes in the active (last) segment.
@@ -134,6 +150,8 @@ pub struct Writer {
     /// The active segment's size (segments keep the size they were created with).
     pub active_segment_bytes: u64,
     pub faults: Option<Arc<dyn IoFaults>>,
+    /// Sends the answers of durable commits.
+    pub answerer: Answerer,
 }
 
 impl Writer {
@@ -147,6 +165,7 @@ impl Writer {
             head_sender: self.head_sender,
             head_file: self.head_file,
             waiting_appends: AtomicUsize::new(0),
+            answerer: self.answerer,
         });
         let disk = Arc::new(Mutex::new(Disk::new(
             self.shared.clone(),
@@ -164,8 +183,9 @@ impl Writer {
             self.limits,
             self.clock,
             self.receiver,
+            self.queue_room,
             handoff,
-            publisher,
+            publisher.clone(),
             disk.clone(),
         );
         // The builder waits on two things at once (new appends, the syncer's outcome), so it
@@ -173,8 +193,9 @@ impl Writer {
         let close = futures::executor::block_on(builder.run());
         let _ = syncer.join();
         disk.lock().expect("disk lock").finish();
+        // After the last answers: `close` returns once every append before it is answered.
         if let Some(done) = close {
-            let _ = done.send(());
+            publisher.answerer.closed(done);
         }
     }
 }
@@ -198,12 +219,14 @@ pub trait IoFaults: Send + Sync + 'static {
 pub struct Accepted {
     /// Kept boxed as it came: moving it out would copy it and free the box here.
     pub request: Box<Submitted>,
-    pub replies: Vec<AppendReply>,
+    pub reply: AppendReply,
+    /// Retries of the same command decided into the same commit: answered alike.
+    pub retries: Vec<AppendReply>,
     pub result: AppendResult,
     pub command_key: CommandKey,
-    /// The offset in the commit buffer of each event (at `result.first_position` on, in
-    /// the order of `request.events`).
-    pub offsets: Vec<usize>,
+    /// Its events' frames in `Commit::frames` (at `result.first_position` on, in the
+    /// order of `request.events`).
+    pub frames: Range<usize>,
 }
 
 /// One group commit: built by the builder, then written, synced and published by the
@@ -332,7 +355,10 @@ impl Commit {
 
     /// Answers every appender of this commit with `Unavailable`.
     pub fn fail(self, why: &str) {
-        let replies = self.accepted.into_iter().flat_map(|a| a.replies);
+        let replies = self
+            .accepted
+            .into_iter()
+            .flat_map(|a| std::iter::once(a.reply).chain(a.retries));
         for reply in replies.chain(self.answers.into_iter().map(|(reply, _)| reply)) {
             let _ = reply.send(Err(StoreError::Unavailable(why.to_string())));
         }
