@@ -5,6 +5,17 @@ use ledger::store::{
     StreamExpectation, StreamId,
 };
 
+/// The segment files of the embedded store in `data_directory`, in log order.
+pub fn segments(data_directory: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(data_directory.join("segments"))
+        .expect("a segments directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    paths.sort();
+    paths
+}
+
 pub fn stream(name: &str) -> StreamId {
     StreamId::new(name).expect("a valid stream id")
 }

@@ -2,11 +2,11 @@
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ledger::store::codec::{self, Frame};
 use ledger::store::{CorruptionKind, EmbeddedOptions, EmbeddedStore, EventStore, Head, StoreError};
-use stemma_tests::{append, conformance, event};
+use stemma_tests::{append, conformance, event, segments};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 
@@ -35,16 +35,6 @@ async fn write_log(directory: &Path, appends: usize, payload_bytes: usize) -> Ve
     }
     store.close().await;
     heads
-}
-
-fn segments(directory: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(directory.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    paths.sort();
-    paths
 }
 
 /// `[start, end)` of every record in a segment file.

@@ -4,13 +4,14 @@
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ledger::store::codec::{self, Frame};
 use ledger::store::{
-    CorruptionKind, EmbeddedOptions, EmbeddedStore, EventStore, ExpectedVersion, Head, StoreError,
+    AppendRequest, CorruptionKind, EmbeddedOptions, EmbeddedStore, EventStore, ExpectedVersion,
+    Head, StoreError,
 };
-use stemma_tests::{append, conformance, event};
+use stemma_tests::{append, conformance, event, segments};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const STREAMS: usize = 7;
@@ -22,37 +23,29 @@ fn options() -> EmbeddedOptions {
     }
 }
 
+/// Commit `i`: two events, on two of `STREAMS` streams.
+fn commit(i: usize) -> AppendRequest {
+    let payload = vec![i as u8; 200];
+    append(
+        &format!("c{i}"),
+        &[],
+        vec![
+            event(&format!("s-{}", i % STREAMS), &payload),
+            event(&format!("s-{}", (i * 3 + 1) % STREAMS), &payload),
+        ],
+    )
+}
+
 /// Appends commits `from..to` (two events each, on two of `STREAMS` streams) to the store
 /// in `directory`, and closes it; returns the head.
 async fn append_commits(directory: &Path, from: usize, to: usize) -> Head {
     let (store, _) = EmbeddedStore::open(directory, options()).await.unwrap();
     for i in from..to {
-        let payload = vec![i as u8; 200];
-        store
-            .append(append(
-                &format!("c{i}"),
-                &[],
-                vec![
-                    event(&format!("s-{}", i % STREAMS), &payload),
-                    event(&format!("s-{}", (i * 3 + 1) % STREAMS), &payload),
-                ],
-            ))
-            .await
-            .unwrap();
+        store.append(commit(i)).await.unwrap();
     }
     let head = store.head().await.unwrap();
     store.close().await;
     head
-}
-
-fn segments(directory: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(directory.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    paths.sort();
-    paths
 }
 
 /// Copies the segments, and the index checkpoint if `with_checkpoint`.
@@ -82,18 +75,7 @@ async fn observe(directory: &Path, commands: usize) -> (Vec<Vec<u64>>, Vec<u64>)
     }
     let mut retries = Vec::new();
     for i in 0..commands {
-        let payload = vec![i as u8; 200];
-        let result = store
-            .append(append(
-                &format!("c{i}"),
-                &[],
-                vec![
-                    event(&format!("s-{}", i % STREAMS), &payload),
-                    event(&format!("s-{}", (i * 3 + 1) % STREAMS), &payload),
-                ],
-            ))
-            .await
-            .unwrap();
+        let result = store.append(commit(i)).await.unwrap();
         retries.push(result.first_position);
     }
     // A retry writes nothing.
@@ -104,6 +86,22 @@ async fn observe(directory: &Path, commands: usize) -> (Vec<Vec<u64>>, Vec<u64>)
     );
     store.close().await;
     (streams, retries)
+}
+
+/// The store in `directory` answers as one whose index is built from its log alone.
+async fn assert_answers_as_a_rebuild(
+    directory: &Path,
+    commands: usize,
+) -> (Vec<Vec<u64>>, Vec<u64>) {
+    let rebuilt = tempfile::tempdir().unwrap();
+    copy_directory(directory, rebuilt.path(), false);
+    assert_eq!(
+        open_report(rebuilt.path()).await.index_from_checkpoint,
+        None
+    );
+    let answers = observe(directory, commands).await;
+    assert_eq!(answers, observe(rebuilt.path(), commands).await);
+    answers
 }
 
 async fn open_report(directory: &Path) -> ledger::store::OpenReport {
@@ -121,15 +119,7 @@ async fn a_reopen_takes_the_maps_from_the_checkpoint_and_answers_as_a_rebuild_wo
     let report = open_report(directory.path()).await;
     assert_eq!(report.index_from_checkpoint, Some(head.position));
     assert_eq!(report.head, head);
-    let from_checkpoint = observe(directory.path(), 400).await;
-
-    let rebuilt = tempfile::tempdir().unwrap();
-    copy_directory(directory.path(), rebuilt.path(), false);
-    assert_eq!(
-        open_report(rebuilt.path()).await.index_from_checkpoint,
-        None
-    );
-    assert_eq!(observe(rebuilt.path(), 400).await, from_checkpoint);
+    let from_checkpoint = assert_answers_as_a_rebuild(directory.path(), 400).await;
     // Expected versions are decided against the checkpoint's maps too.
     let (store, _) = EmbeddedStore::open(directory.path(), options())
         .await
@@ -168,13 +158,7 @@ async fn an_older_checkpoint_is_used_and_the_events_after_it_are_indexed_from_th
     fs::write(directory.path().join("INDEX"), older_checkpoint).unwrap();
     let report = open_report(directory.path()).await;
     assert_eq!(report.index_from_checkpoint, Some(older.position));
-
-    let rebuilt = tempfile::tempdir().unwrap();
-    copy_directory(directory.path(), rebuilt.path(), false);
-    assert_eq!(
-        observe(directory.path(), 300).await,
-        observe(rebuilt.path(), 300).await
-    );
+    assert_answers_as_a_rebuild(directory.path(), 300).await;
 }
 
 #[tokio::test]
@@ -199,12 +183,7 @@ async fn a_checkpoint_of_another_log_is_ignored() {
     let report = open_report(one.path()).await;
     assert_eq!(report.head, head);
     assert_eq!(report.index_from_checkpoint, None);
-    let rebuilt = tempfile::tempdir().unwrap();
-    copy_directory(one.path(), rebuilt.path(), false);
-    assert_eq!(
-        observe(one.path(), 120).await,
-        observe(rebuilt.path(), 120).await
-    );
+    assert_answers_as_a_rebuild(one.path(), 120).await;
 }
 
 #[tokio::test]
