@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use benches::{data_root, payload_bytes, CountingClock};
-use ledger::store::{CommandId, EmbeddedOptions, EmbeddedStore, EventStore};
+use ledger::store::{AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore};
 
 /// ns on CPU of each of this process's threads named `name`, summed.
 fn thread_cpu_ns(name: &str) -> u64 {
@@ -47,6 +47,21 @@ fn process_cpu_ns() -> u64 {
     assert_eq!(status, 0, "getrusage");
     let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
     ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// Appender `task`'s request, but for its command id: one event on a stream of its own.
+fn template(task: usize, payload: &[u8]) -> AppendRequest {
+    let stream_id = format!("bench-{}", 100 + task);
+    stemma_tests::append("b0", &[], vec![stemma_tests::event(&stream_id, payload)])
+}
+
+/// The template with the next command id: what the client does per append, measured on
+/// its own (`client=`) and then in front of the store, the same code both times.
+fn next_request(template: &AppendRequest, next_command: &AtomicU64) -> AppendRequest {
+    let n = next_command.fetch_add(1, Ordering::Relaxed);
+    let mut request = template.clone();
+    request.command_id = CommandId::new(format!("b{n}")).unwrap();
+    request
 }
 
 fn main() {
@@ -83,17 +98,9 @@ fn main() {
             .map(|task| {
                 let (next_command, payload) = (next_command.clone(), payload.clone());
                 tokio::spawn(async move {
-                    let stream_id = format!("bench-{}", 100 + task);
-                    let template = stemma_tests::append(
-                        "b0",
-                        &[],
-                        vec![stemma_tests::event(&stream_id, &payload)],
-                    );
+                    let template = template(task, &payload);
                     for _ in 0..appends_each {
-                        let n = next_command.fetch_add(1, Ordering::Relaxed);
-                        let mut request = template.clone();
-                        request.command_id = CommandId::new(format!("b{n}")).unwrap();
-                        std::hint::black_box(request);
+                        std::hint::black_box(next_request(&template, &next_command));
                     }
                 })
             })
@@ -114,16 +121,9 @@ fn main() {
                 let (store, next_command, payload) =
                     (store.clone(), next_command.clone(), payload.clone());
                 tokio::spawn(async move {
-                    let stream_id = format!("bench-{}", 100 + task);
-                    let template = stemma_tests::append(
-                        "b0",
-                        &[],
-                        vec![stemma_tests::event(&stream_id, &payload)],
-                    );
+                    let template = template(task, &payload);
                     for _ in 0..appends_each {
-                        let n = next_command.fetch_add(1, Ordering::Relaxed);
-                        let mut request = template.clone();
-                        request.command_id = CommandId::new(format!("b{n}")).unwrap();
+                        let request = next_request(&template, &next_command);
                         store.append(request).await.unwrap();
                     }
                 })

@@ -98,19 +98,29 @@ impl Interner {
         self.ends.is_empty()
     }
 
+    /// Where the string named `index` starts in the arena.
+    fn start(&self, index: usize) -> usize {
+        match index {
+            0 => 0,
+            _ => self.ends[index - 1] as usize,
+        }
+    }
+
     /// The string named `index`.
     pub fn resolve(&self, index: u32) -> &str {
         let index = index as usize;
-        let start = if index == 0 {
-            0
-        } else {
-            self.ends[index - 1] as usize
-        };
-        &self.arena[start..self.ends[index] as usize]
+        &self.arena[self.start(index)..self.ends[index] as usize]
     }
 
     /// Probes for `text` (whose hash is `hash`); the slots must not be empty.
     fn probe(&self, text: &str, hash: u64) -> Probe {
+        self.probe_by(hash, |index| self.resolve(index) == text)
+    }
+
+    /// Walks the slots from `hash`'s home to the first whose tag matches and whose string
+    /// `is_it` accepts, or to the first empty one; the slots must not be empty.
+    #[inline]
+    fn probe_by(&self, hash: u64, mut is_it: impl FnMut(u32) -> bool) -> Probe {
         let mask = self.slots.len() - 1;
         let tag = hash & TAG_MASK;
         let mut slot = home(tag, self.slots.len());
@@ -119,11 +129,8 @@ impl Interner {
             if found == EMPTY {
                 return Probe::Vacant(slot);
             }
-            if found & TAG_MASK == tag {
-                let index = found as u32;
-                if self.resolve(index) == text {
-                    return Probe::Found(index);
-                }
+            if found & TAG_MASK == tag && is_it(found as u32) {
+                return Probe::Found(found as u32);
             }
             slot = (slot + 1) & mask;
         }
@@ -176,12 +183,7 @@ impl Interner {
     #[inline]
     pub fn prefetch_bytes(&self, hash: u64) {
         if let Some(index) = self.candidate(hash) {
-            let start = if index == 0 {
-                0
-            } else {
-                self.ends[index - 1] as usize
-            };
-            prefetch(self.arena.as_ptr().wrapping_add(start));
+            prefetch(self.arena.as_ptr().wrapping_add(self.start(index)));
         }
     }
 
@@ -191,18 +193,9 @@ impl Interner {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let tag = hash & TAG_MASK;
-        let mut slot = home(tag, self.slots.len());
-        loop {
-            let found = self.slots[slot];
-            if found == EMPTY {
-                return None;
-            }
-            if found & TAG_MASK == tag {
-                return Some(found as u32 as usize);
-            }
-            slot = (slot + 1) & mask;
+        match self.probe_by(hash, |_| true) {
+            Probe::Found(index) => Some(index as usize),
+            Probe::Vacant(_) => None,
         }
     }
 

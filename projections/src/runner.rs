@@ -454,8 +454,6 @@ async fn apply_to_all(appliers: &[Applier], events: &Arc<Vec<AppliedEvent>>) {
 /// Decoded batches waiting to be applied: reading and decoding the next batch overlaps
 /// applying this one, and a slow model holds back at most this many batches.
 const DECODED_BATCHES_QUEUED_MAX: usize = 2;
-/// Events the reader asks the store for at a time (as `subscribe_batches` does).
-const READ_BATCH_EVENTS_MAX: usize = 4_096;
 /// Record batches in circulation: one being read, one queued, one being decoded, so the
 /// store's read of the next batch overlaps the decoding of this one.
 const READ_BATCHES_MAX: usize = 3;
@@ -463,69 +461,40 @@ const READ_BATCHES_MAX: usize = 3;
 /// A batch read and decoded, or why reading stopped (after the events before the failure).
 type Decoded = (Vec<AppliedEvent>, Option<String>);
 
-/// Reads the log from `from` on, as `subscribe_batches` does (the events in the log, then
-/// new ones as they become durable, no gap), into a few reused batches that it hands to the
-/// decode thread: the store reads the next batch while this one is decoded. Ends with an
-/// `Err` (why) when the store fails or closes.
+/// Reads the log from `from` on (`subscribe_batches`: the events in the log, then new ones
+/// as they become durable, no gap) into a few reused batches that it hands to the decode
+/// thread: the store reads the next batch while this one is decoded. Ends with an `Err`
+/// (why) when the store fails or closes.
 async fn read_batches<S: EventStore + ?Sized>(
     store: Arc<S>,
     from: Position,
     read: tokio::sync::mpsc::Sender<Result<RecordBatch, String>>,
     mut returned: tokio::sync::mpsc::Receiver<RecordBatch>,
 ) {
-    let mut head = store.watch_head();
-    let mut next = from.max(1);
+    let mut subscription = ledger::store::subscribe_batches(store, from);
     let mut made = 0usize;
-    let mut spare: Option<RecordBatch> = None;
     loop {
-        while *head.borrow_and_update() < next {
-            if head.changed().await.is_err() {
-                let reason = format!("the store subscription failed: {}", StoreError::Closed);
-                let _ = read.send(Err(reason)).await;
-                return;
+        let mut batch = match returned.try_recv() {
+            Ok(batch) => batch,
+            Err(_) if made < READ_BATCHES_MAX => {
+                made += 1;
+                RecordBatch::new()
             }
-        }
-        let mut batch = match spare.take() {
-            Some(batch) => batch,
-            None => match returned.try_recv() {
-                Ok(batch) => batch,
-                Err(_) if made < READ_BATCHES_MAX => {
-                    made += 1;
-                    RecordBatch::new()
-                }
-                Err(_) => match returned.recv().await {
-                    Some(batch) => batch,
-                    // The decode thread ended: nobody reads what this would send.
-                    None => return,
-                },
+            Err(_) => match returned.recv().await {
+                Some(batch) => batch,
+                // The decode thread ended: nobody reads what this would send.
+                None => return,
             },
         };
-        if let Err(error) = store
-            .read_all_batch(next, READ_BATCH_EVENTS_MAX, &mut batch)
-            .await
-        {
-            tracing::error!(%error, "projection runner: reading the log failed");
-            let reason = format!("the store subscription failed: {error}");
-            let _ = read.send(Err(reason)).await;
+        if let Err(error) = subscription.next_into(&mut batch).await {
+            if !matches!(error, StoreError::Closed) {
+                tracing::error!(%error, "projection runner: reading the log failed");
+            }
+            let _ = read
+                .send(Err(format!("the store subscription failed: {error}")))
+                .await;
             return;
         }
-        let (Some(first), Some(last)) = (batch.first_position(), batch.last_position()) else {
-            // Nothing past the head after all: wait for the next commit.
-            spare = Some(batch);
-            if head.changed().await.is_err() {
-                let reason = format!("the store subscription failed: {}", StoreError::Closed);
-                let _ = read.send(Err(reason)).await;
-                return;
-            }
-            continue;
-        };
-        assert_eq!(first, next, "read_all_batch returned a gap");
-        assert_eq!(
-            last - first + 1,
-            batch.len() as Position,
-            "read_all_batch returned a gap"
-        );
-        next = last + 1;
         if read.send(Ok(batch)).await.is_err() {
             return;
         }

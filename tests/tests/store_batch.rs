@@ -268,15 +268,12 @@ proptest! {
     }
 }
 
-/// A batch of large events stops at its byte bound, holding whole events, and the rest
-/// follows in the next batch.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_stops_at_its_byte_bound() {
-    let directory = tempfile::tempdir().unwrap();
-    let (store, _) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
+/// A store holding five events of 700 KiB each (a batch's byte bound is 2 MiB), and
+/// their payload.
+async fn five_large_events(directory: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<u8>) {
+    let (store, _) = EmbeddedStore::open(directory, EmbeddedOptions::default())
         .await
         .unwrap();
-    let store = Arc::new(store);
     let payload = vec![0xab; 700 * 1024];
     for i in 0..5 {
         store
@@ -288,6 +285,15 @@ async fn a_batch_stops_at_its_byte_bound() {
             .await
             .unwrap();
     }
+    (Arc::new(store), payload)
+}
+
+/// A batch of large events stops at its byte bound, holding whole events, and the rest
+/// follows in the next batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stops_at_its_byte_bound() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, payload) = five_large_events(directory.path()).await;
     for backend in [
         store.clone() as Arc<dyn EventStore>,
         Arc::new(ReadAllOnly(store.clone(), Reads::AsStored)),
@@ -317,21 +323,7 @@ async fn a_batch_stops_at_its_byte_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_batch_read_bounds_its_bytes_itself() {
     let directory = tempfile::tempdir().unwrap();
-    let (store, _) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
-        .await
-        .unwrap();
-    let store = Arc::new(store);
-    let payload = vec![0xab; 700 * 1024];
-    for i in 0..5 {
-        store
-            .append(stemma_tests::append(
-                &format!("big-{i}"),
-                &[],
-                vec![stemma_tests::event("s-1", &payload)],
-            ))
-            .await
-            .unwrap();
-    }
+    let (store, _) = five_large_events(directory.path()).await;
     let whole = ReadAllOnly(store.clone(), Reads::Whole);
     assert_eq!(whole.read_all(1, 100).await.unwrap().len(), 5);
     let mut batch = RecordBatch::new();

@@ -40,6 +40,28 @@ impl<S: EventStore + ?Sized> Cursor<S> {
     async fn head_moved(&mut self) -> Result<(), StoreError> {
         self.head.changed().await.map_err(|_| StoreError::Closed)
     }
+
+    /// Reads the next events (at least one) into `batch`, waiting for them if caught up.
+    async fn read_into(&mut self, batch: &mut RecordBatch) -> Result<(), StoreError> {
+        loop {
+            if self.behind_head() {
+                self.store
+                    .read_all_batch(self.next_position, SUBSCRIPTION_BATCH_EVENTS_MAX, batch)
+                    .await?;
+                if let (Some(first), Some(last)) = (batch.first_position(), batch.last_position()) {
+                    assert_eq!(first, self.next_position, "read_all_batch returned a gap");
+                    assert_eq!(
+                        last - first + 1,
+                        batch.len() as Position,
+                        "read_all_batch returned a gap"
+                    );
+                    self.next_position = last + 1;
+                    return Ok(());
+                }
+            }
+            self.head_moved().await?;
+        }
+    }
 }
 
 pub struct Subscription<S: EventStore + ?Sized> {
@@ -105,31 +127,13 @@ impl<S: EventStore + ?Sized> BatchSubscription<S> {
     /// caught up; valid until the next call. `Err(StoreError::Closed)` once the store has
     /// shut down.
     pub async fn next_batch(&mut self) -> Result<&RecordBatch, StoreError> {
-        let cursor = &mut self.cursor;
-        loop {
-            if cursor.behind_head() {
-                cursor
-                    .store
-                    .read_all_batch(
-                        cursor.next_position,
-                        SUBSCRIPTION_BATCH_EVENTS_MAX,
-                        &mut self.batch,
-                    )
-                    .await?;
-                if let (Some(first), Some(last)) =
-                    (self.batch.first_position(), self.batch.last_position())
-                {
-                    assert_eq!(first, cursor.next_position, "read_all_batch returned a gap");
-                    assert_eq!(
-                        last - first + 1,
-                        self.batch.len() as Position,
-                        "read_all_batch returned a gap"
-                    );
-                    cursor.next_position = last + 1;
-                    return Ok(&self.batch);
-                }
-            }
-            cursor.head_moved().await?;
-        }
+        self.cursor.read_into(&mut self.batch).await?;
+        Ok(&self.batch)
+    }
+
+    /// As `next_batch`, into a batch the caller keeps: for a reader that keeps several
+    /// batches in circulation (one read while another is decoded).
+    pub async fn next_into(&mut self, batch: &mut RecordBatch) -> Result<(), StoreError> {
+        self.cursor.read_into(batch).await
     }
 }
