@@ -31,14 +31,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::{data_root, payload_bytes, CountingClock, RawLog};
+use benches::{data_root, framed_records, payload_bytes, CountingClock, RawLog};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use ledger::store::codec::{self, CommitRange};
 use ledger::store::{
-    AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventId, EventStore, Hash32,
-    RecordBatch,
+    AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, RecordBatch,
 };
 
 const CONCURRENCY: [usize; 3] = [1, 16, 256];
@@ -69,50 +67,6 @@ fn one_event_append(command_id: &str, stream_id: &str, payload: &[u8]) -> Append
         &[],
         vec![stemma_tests::event(stream_id, payload)],
     )
-}
-
-/// `count` framed records as the embedded store writes them for `one_event_append`s with
-/// ids, positions and versions like the benchmark's, back to back (the raw loop's bytes),
-/// and the size of one. The template record is one the store wrote.
-fn framed_records(
-    runtime: &tokio::runtime::Runtime,
-    count: usize,
-    payload: &[u8],
-) -> (Vec<u8>, usize) {
-    let directory = temp_dir("frames");
-    let mut template = runtime.block_on(async {
-        let (store, _) = EmbeddedStore::open(directory.path(), EmbeddedOptions::default())
-            .await
-            .unwrap();
-        store
-            .append(one_event_append("b1000000", "bench-100", payload))
-            .await
-            .unwrap();
-        let events = store.read_all(1, 1).await.unwrap();
-        store.close().await;
-        events.into_iter().next().unwrap()
-    });
-    let first_position = 1_000_000;
-    let range = CommitRange {
-        first_position,
-        last_position: first_position + count as u64 - 1,
-    };
-    let mut out = Vec::new();
-    let mut previous_hash = Hash32::GENESIS;
-    let mut frame_bytes = 0;
-    for i in 0..count as u64 {
-        template.position = first_position + i;
-        template.stream_version = 10_000 + i;
-        template.command_id = CommandId::new(format!("b{}", first_position + i)).unwrap();
-        template.event_id = EventId::derive(&template.command_id, 0);
-        template.previous_hash = previous_hash;
-        let body = codec::encode_and_hash(&mut template);
-        previous_hash = template.hash;
-        let before = out.len();
-        codec::append_frame(&mut out, range, &body);
-        frame_bytes = out.len() - before;
-    }
-    (out, frame_bytes)
 }
 
 /// Totals over every timed iteration of one benchmark.
@@ -149,8 +103,12 @@ impl Totals {
 fn durable_appends(c: &mut Criterion) {
     let runtime = runtime();
     let payload = vec![0x5a; payload_bytes()];
-    let (records, frame_bytes) =
-        framed_records(&runtime, *CONCURRENCY.iter().max().unwrap(), &payload);
+    let (records, frame_bytes) = framed_records(
+        &runtime,
+        temp_dir("frames").path(),
+        one_event_append("b1000000", "bench-100", &payload),
+        *CONCURRENCY.iter().max().unwrap(),
+    );
     println!(
         "payload {} bytes, framed record {frame_bytes} bytes",
         payload.len()

@@ -1,4 +1,5 @@
-//! Benchmark support: what `benches/store.rs` needs besides the store itself.
+//! Benchmark support: what the store benchmarks (`benches/store.rs`,
+//! `examples/store_cpu.rs`, `examples/append_floor.rs`) need besides the store itself.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -7,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ledger::store::codec::{self, CommitRange};
+use ledger::store::{
+    AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventId, EventStore, Hash32,
+};
 use ledger::time::{Clock, SystemClock, Timestamp};
 
 /// The system clock, counting its calls. The embedded writer reads the clock exactly once
@@ -91,4 +96,46 @@ impl RawLog {
         self.offset += bytes.len() as u64;
         Ok(elapsed)
     }
+}
+
+/// `count` framed records as the embedded store writes them for one-event appends like
+/// `first` (one event, one stream), with ids, positions and versions like the benchmarks',
+/// back to back (the raw loop's bytes), and the size of one. The template record is one
+/// the store wrote: `first`, appended to a new store in `directory`.
+pub fn framed_records(
+    runtime: &tokio::runtime::Runtime,
+    directory: &Path,
+    first: AppendRequest,
+    count: usize,
+) -> (Vec<u8>, usize) {
+    let mut template = runtime.block_on(async {
+        let (store, _) = EmbeddedStore::open(directory, EmbeddedOptions::default())
+            .await
+            .unwrap();
+        store.append(first).await.unwrap();
+        let events = store.read_all(1, 1).await.unwrap();
+        store.close().await;
+        events.into_iter().next().unwrap()
+    });
+    let first_position = 1_000_000;
+    let range = CommitRange {
+        first_position,
+        last_position: first_position + count as u64 - 1,
+    };
+    let mut out = Vec::new();
+    let mut previous_hash = Hash32::GENESIS;
+    let mut frame_bytes = 0;
+    for i in 0..count as u64 {
+        template.position = first_position + i;
+        template.stream_version = 10_000 + i;
+        template.command_id = CommandId::new(format!("b{}", first_position + i)).unwrap();
+        template.event_id = EventId::derive(&template.command_id, 0);
+        template.previous_hash = previous_hash;
+        let body = codec::encode_and_hash(&mut template);
+        previous_hash = template.hash;
+        let before = out.len();
+        codec::append_frame(&mut out, range, &body);
+        frame_bytes = out.len() - before;
+    }
+    (out, frame_bytes)
 }
