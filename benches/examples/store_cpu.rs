@@ -7,7 +7,8 @@
 //! disk out entirely). Prints ns of CPU per event for the builder (`stemma-writer`), the
 //! syncer and the whole process, and events per commit; and, measured first in the same
 //! run, the client's own share: the same tasks building the same requests and dropping
-//! them instead of appending (`client=`).
+//! them instead of appending (`client=`); and the longest any one append took
+//! (`worst_append=`: a stall of the publish path shows there).
 
 /// The allocator of the `stemma` binary, so the numbers are the ones it gets.
 #[global_allocator]
@@ -115,17 +116,26 @@ fn main() {
             process_cpu_ns(),
             clock.calls(),
         );
+        let worst_ns = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         let tasks: Vec<_> = (0..appenders)
             .map(|task| {
-                let (store, next_command, payload) =
-                    (store.clone(), next_command.clone(), payload.clone());
+                let (store, next_command, payload, worst_ns) = (
+                    store.clone(),
+                    next_command.clone(),
+                    payload.clone(),
+                    worst_ns.clone(),
+                );
                 tokio::spawn(async move {
                     let template = template(task, &payload);
+                    let mut worst = 0;
                     for _ in 0..appends_each {
                         let request = next_request(&template, &next_command);
+                        let appended = Instant::now();
                         store.append(request).await.unwrap();
+                        worst = worst.max(appended.elapsed().as_nanos() as u64);
                     }
+                    worst_ns.fetch_max(worst, Ordering::Relaxed);
                 })
             })
             .collect();
@@ -139,7 +149,7 @@ fn main() {
         println!(
             "CPU appenders={appenders} events={events} wall={:.2}s ({:.0} events/s) \
              events/commit={:.1} ns/event: builder={:.0} syncer={:.0} process={:.0} \
-             client={:.0}",
+             client={:.0} worst_append={:.1}ms",
             elapsed.as_secs_f64(),
             events as f64 / elapsed.as_secs_f64(),
             events as f64 / commits.max(1) as f64,
@@ -147,6 +157,7 @@ fn main() {
             per_event(thread_cpu_ns("stemma-syncer") - syncer_before),
             per_event(process_cpu_ns() - all_before),
             per_event(client_ns),
+            worst_ns.load(Ordering::Relaxed) as f64 / 1e6,
         );
         store.close().await;
     });

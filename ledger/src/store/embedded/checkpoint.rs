@@ -22,7 +22,8 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::index::{CommandEntry, CommandKey, FastMap, Index, StreamPositions};
+use super::index::{CommandEntry, CommandKey, Index, StreamPositions};
+use super::sharded::ShardedMap;
 use crate::store::types::{Hash32, Position, StreamId};
 use crate::time::Timestamp;
 
@@ -54,8 +55,8 @@ pub struct Checkpoint {
     pub position: Position,
     pub hash: Hash32,
     pub last_recorded_at: Timestamp,
-    pub streams: FastMap<StreamId, StreamPositions>,
-    pub commands: FastMap<CommandKey, CommandEntry>,
+    pub streams: ShardedMap<StreamId, StreamPositions>,
+    pub commands: ShardedMap<CommandKey, CommandEntry>,
 }
 
 /// A writer that hashes what goes through it.
@@ -102,12 +103,12 @@ pub fn write(data_directory: &Path, index: &Index) -> io::Result<()> {
         commands: index.commands.len() as u64,
     };
     encode(&header, &mut out)?;
-    for (stream_id, positions) in &index.streams {
+    for (stream_id, positions) in index.streams.iter() {
         encode(stream_id.as_str(), &mut out)?;
         // A slice: its length, then the positions, as `decode` reads them back.
         encode(positions.as_slice(), &mut out)?;
     }
-    for (key, entry) in &index.commands {
+    for (key, entry) in index.commands.iter() {
         encode((key.0, entry.first_position, entry.event_count), &mut out)?;
     }
     let checksum = out.hasher.finalize();
@@ -173,7 +174,7 @@ fn decode(mut rest: &[u8]) -> Result<Checkpoint, Unusable> {
             .filter(|count| *count <= rest.len() / 2)
             .ok_or_else(|| Unusable::Undecodable(format!("implausible count {count}")))
     };
-    let mut streams = FastMap::default();
+    let mut streams = ShardedMap::default();
     streams.reserve(plausible(header.streams)?);
     for _ in 0..header.streams {
         let stream_id: &str = next(&mut rest)?;
@@ -184,7 +185,7 @@ fn decode(mut rest: &[u8]) -> Result<Checkpoint, Unusable> {
         }
         streams.insert(StreamId::from_log(stream_id), positions);
     }
-    let mut commands = FastMap::default();
+    let mut commands = ShardedMap::default();
     commands.reserve(plausible(header.commands)?);
     for _ in 0..header.commands {
         let (key, first_position, event_count): (u128, Position, u32) = next(&mut rest)?;

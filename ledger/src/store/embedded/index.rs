@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use smallvec::{smallvec, SmallVec};
 
+use super::sharded::ShardedMap;
+
 use crate::store::types::{Head, Position, StreamId, StreamVersion};
 use crate::time::Timestamp;
 
@@ -43,8 +45,9 @@ impl SegmentEntry {
     }
 }
 
-/// The index's maps: keyed hashing (a random seed per map, so stream ids a client picks
-/// cannot be chosen to collide), much cheaper per lookup than the standard SipHash.
+/// The writer's per-commit maps (small, cleared and reused every commit): keyed hashing (a
+/// random seed per map, so stream ids a client picks cannot be chosen to collide), much
+/// cheaper per lookup than the standard SipHash.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A stream's positions, in version order. Most streams hold one or two events (a record's
@@ -76,8 +79,10 @@ pub struct Index {
     pub head: Head,
     pub last_recorded_at: Timestamp,
     pub segments: Vec<SegmentEntry>,
-    pub streams: FastMap<StreamId, StreamPositions>,
-    pub commands: FastMap<CommandKey, CommandEntry>,
+    /// Sharded: the index only grows, and its maps are updated under its lock on the
+    /// publish path (see `sharded`).
+    pub streams: ShardedMap<StreamId, StreamPositions>,
+    pub commands: ShardedMap<CommandKey, CommandEntry>,
 }
 
 impl Index {
@@ -86,8 +91,8 @@ impl Index {
             head: Head::EMPTY,
             last_recorded_at: Timestamp::EPOCH,
             segments: Vec::new(),
-            streams: FastMap::default(),
-            commands: FastMap::default(),
+            streams: ShardedMap::default(),
+            commands: ShardedMap::default(),
         }
     }
 
@@ -126,17 +131,18 @@ impl Index {
                     .insert(StreamId::from_log(stream_id), smallvec![position]);
             }
         }
-        self.commands
-            .entry(command_key)
-            .and_modify(|entry| {
+        self.commands.upsert(
+            command_key,
+            |entry| {
                 if entry.first_position + u64::from(entry.event_count) == position {
                     entry.event_count += 1;
                 }
-            })
-            .or_insert(CommandEntry {
+            },
+            || CommandEntry {
                 first_position: position,
                 event_count: 1,
-            });
+            },
+        );
     }
 }
 

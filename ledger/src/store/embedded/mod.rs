@@ -20,6 +20,7 @@ mod index;
 mod read;
 mod recovery;
 mod segment;
+mod sharded;
 pub mod snapshot;
 mod syncer;
 mod writer;
