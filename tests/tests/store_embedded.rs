@@ -122,7 +122,9 @@ async fn appends_after_close_fail_as_closed() {
 /// A durable commit's answers go out from a task on the store's runtime, handed over
 /// after the commit is indexed and `HEAD` names it: whoever holds an answer sees its
 /// events in the index, the head and `HEAD`. `close` returns once every append queued
-/// before it is answered.
+/// before it is answered. (Here the answering task usually wins that race anyway; the unit
+/// test `close_is_confirmed_after_the_answers_handed_before_it` in `answer.rs` holds the
+/// task back, and fails if `close` is confirmed any other way.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_follow_publication_and_precede_close() {
     use futures::FutureExt;

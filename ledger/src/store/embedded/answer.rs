@@ -101,3 +101,72 @@ impl Answerer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal per append: the simplest answers to make.
+    fn answers(
+        count: usize,
+    ) -> (
+        Answers,
+        Vec<oneshot::Receiver<Result<AppendResult, StoreError>>>,
+    ) {
+        let mut batch = Answers {
+            accepted: Vec::new(),
+            answers: Vec::new(),
+        };
+        let mut receivers = Vec::new();
+        for _ in 0..count {
+            let (reply, receiver) = oneshot::channel();
+            batch.answers.push((reply, Err(StoreError::Closed)));
+            receivers.push(receiver);
+        }
+        (batch, receivers)
+    }
+
+    /// `close` is confirmed only by the answering task, after every batch handed before it:
+    /// while that task cannot run (its runtime is not driven), the confirmation does not
+    /// come, and once it comes, every earlier answer is there.
+    #[test]
+    fn close_is_confirmed_after_the_answers_handed_before_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let answerer = runtime.block_on(async { Answerer::start() });
+        let (first, mut first_receivers) = answers(3);
+        let (second, mut second_receivers) = answers(2);
+        // From this thread, outside the runtime, as the writer's threads hand them.
+        answerer.answer(first);
+        answerer.answer(second);
+        let (done, mut confirmed) = oneshot::channel();
+        answerer.closed(done);
+        // The runtime has not run since: nothing may be answered or confirmed yet.
+        assert!(
+            confirmed.try_recv().is_err(),
+            "confirmed before the answers went out"
+        );
+        for receiver in first_receivers.iter_mut().chain(&mut second_receivers) {
+            assert!(receiver.try_recv().is_err(), "answered without the runtime");
+        }
+        runtime.block_on(async { confirmed.await.unwrap() });
+        for receiver in first_receivers.iter_mut().chain(&mut second_receivers) {
+            assert!(matches!(receiver.try_recv(), Ok(Err(StoreError::Closed))));
+        }
+    }
+
+    /// Without a runtime, answers and the confirmation are sent at once, in order.
+    #[test]
+    fn without_a_runtime_answers_are_sent_where_they_are() {
+        let answerer = Answerer::start();
+        let (batch, mut receivers) = answers(2);
+        answerer.answer(batch);
+        for receiver in &mut receivers {
+            assert!(matches!(receiver.try_recv(), Ok(Err(StoreError::Closed))));
+        }
+        let (done, mut confirmed) = oneshot::channel();
+        answerer.closed(done);
+        assert!(confirmed.try_recv().is_ok());
+    }
+}
