@@ -86,8 +86,11 @@ pub fn encode_unhashed(event: &RecordedEvent) -> Vec<u8> {
 }
 
 pub fn decode_event(body: &[u8]) -> Result<RecordedEvent, CorruptionKind> {
-    let (event, read): (RecordedEvent, usize) = bincode::decode_from_slice(body, config())
-        .map_err(|error| CorruptionKind::Undecodable(error.to_string()))?;
+    // Borrowing: the envelope's ids are made from the body's bytes in place (inline when
+    // short), not from a `String` decoded first.
+    let (event, read): (RecordedEvent, usize) =
+        bincode::borrow_decode_from_slice(body, config())
+            .map_err(|error| CorruptionKind::Undecodable(error.to_string()))?;
     if read != body.len() {
         return Err(CorruptionKind::Undecodable(format!(
             "{} trailing bytes after the record",

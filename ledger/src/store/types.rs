@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::error::InvalidInput;
@@ -52,20 +53,17 @@ fn is_opaque_id_byte(b: u8) -> bool {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $field:literal, $length_max:expr, $allowed:expr, $rule:literal) => {
         $(#[$doc])*
-        #[derive(
-            Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, bincode::Encode,
-            bincode::Decode,
-        )]
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             pub const LENGTH_BYTES_MAX: usize = $length_max;
 
-            pub fn new(value: impl Into<String>) -> Result<$name, InvalidInput> {
-                let value = value.into();
-                check_identifier($field, &value, $length_max, $allowed, $rule)?;
-                Ok($name(value))
+            pub fn new(value: impl AsRef<str>) -> Result<$name, InvalidInput> {
+                let value = value.as_ref();
+                check_identifier($field, value, $length_max, $allowed, $rule)?;
+                Ok($name(CompactString::new(value)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -77,6 +75,35 @@ macro_rules! string_id {
         impl std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
+            }
+        }
+
+        // The same bytes as a `String` field would give (length, then UTF-8): logs written
+        // before the ids were inline read back unchanged.
+        impl bincode::Encode for $name {
+            fn encode<E: bincode::enc::Encoder>(
+                &self,
+                encoder: &mut E,
+            ) -> Result<(), bincode::error::EncodeError> {
+                bincode::Encode::encode(self.0.as_str(), encoder)
+            }
+        }
+
+        impl<Context> bincode::Decode<Context> for $name {
+            fn decode<D: bincode::de::Decoder<Context = Context>>(
+                decoder: &mut D,
+            ) -> Result<Self, bincode::error::DecodeError> {
+                let value: String = bincode::Decode::decode(decoder)?;
+                Ok($name(CompactString::from(value)))
+            }
+        }
+
+        impl<'de, Context> bincode::BorrowDecode<'de, Context> for $name {
+            fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+                decoder: &mut D,
+            ) -> Result<Self, bincode::error::DecodeError> {
+                let value: &'de str = bincode::BorrowDecode::borrow_decode(decoder)?;
+                Ok($name(CompactString::new(value)))
             }
         }
 
@@ -114,7 +141,7 @@ impl StreamId {
     /// A stream id read back from the log: only checked ids are ever written, and the
     /// frame's checksum covers it, so reading it back does not check it again.
     pub(crate) fn from_log(value: &str) -> StreamId {
-        StreamId(value.to_owned())
+        StreamId(CompactString::new(value))
     }
 }
 
@@ -438,6 +465,30 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Inline or not, an id is encoded as the `String` it used to be, and decodes (owned or
+    /// borrowed) from those bytes: logs written before read back unchanged.
+    #[test]
+    fn identifiers_encode_as_strings() {
+        let config = bincode::config::standard();
+        for text in [
+            "s",
+            "record-r1903770",
+            "x".repeat(24).as_str(),
+            "y".repeat(64).as_str(),
+        ] {
+            let id = StreamId::new(text).unwrap();
+            let as_id = bincode::encode_to_vec(&id, config).unwrap();
+            let as_string = bincode::encode_to_vec(text.to_owned(), config).unwrap();
+            assert_eq!(as_id, as_string, "{text}");
+            let (owned, _): (StreamId, usize) =
+                bincode::decode_from_slice(&as_string, config).unwrap();
+            let (borrowed, _): (StreamId, usize) =
+                bincode::borrow_decode_from_slice(&as_string, config).unwrap();
+            assert_eq!(owned.as_str(), text);
+            assert_eq!(borrowed.as_str(), text);
+        }
+    }
 
     #[test]
     fn identifiers_name_the_field_and_the_rule() {
