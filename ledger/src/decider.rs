@@ -25,6 +25,7 @@ use crate::domain::events::EventDecodeError;
 use crate::domain::ids::MemberId;
 use crate::domain::privacy::{self, KeyVault, PersonalData, PrivacyError};
 use crate::domain::{decide, evolve, expectations, Command, DomainEvent, Rejection, State};
+use crate::sharded::ShardedMap;
 use crate::store::{
     validate_append, Actor, AppendRequest, AppendResult, CausationId, CommandId, CorrelationId,
     EventStore, ExpectedVersion, Position, StoreError, StreamId, StreamVersion,
@@ -178,7 +179,8 @@ pub struct Decider<S: EventStore> {
     clock: Arc<dyn Clock>,
     vault: Arc<dyn KeyVault>,
     state: State,
-    known: HashMap<CommandId, Known>,
+    /// Every command's result, for as long as the log lasts: sharded, as it only grows.
+    known: ShardedMap<CommandId, Known>,
     pending: HashMap<CommandId, Pending>,
     in_flight: FuturesUnordered<AppendFuture>,
     /// An append failed: decide nothing until the state is rebuilt from the log.
@@ -239,7 +241,7 @@ impl<S: EventStore> Decider<S> {
         }
     }
 
-    fn replace_state(&mut self, state: State, known: HashMap<CommandId, Known>) {
+    fn replace_state(&mut self, state: State, known: ShardedMap<CommandId, Known>) {
         // The fingerprints come back with the log: every append carries its command's.
         self.state = state;
         self.known = known;
@@ -401,9 +403,9 @@ impl<S: EventStore> Decider<S> {
 /// The state and the command results, from the whole log.
 async fn rebuild<S: EventStore + ?Sized>(
     store: &S,
-) -> Result<(State, HashMap<CommandId, Known>), StartError> {
+) -> Result<(State, ShardedMap<CommandId, Known>), StartError> {
     let mut state = State::new();
-    let mut known: HashMap<CommandId, Known> = HashMap::new();
+    let mut known: ShardedMap<CommandId, Known> = ShardedMap::default();
     let mut next: Position = 1;
     loop {
         let batch = store.read_all(next, REPLAY_BATCH_EVENTS_MAX).await?;
@@ -423,14 +425,16 @@ async fn rebuild<S: EventStore + ?Sized>(
             })?;
             evolve(&mut state, &event);
             // An append's events are contiguous and share its command id.
-            known
-                .entry(recorded.command_id)
-                .and_modify(|entry| entry.last_position = recorded.position)
-                .or_insert(Known {
+            let position = recorded.position;
+            known.upsert(
+                recorded.command_id,
+                |entry| entry.last_position = position,
+                || Known {
                     fingerprint: recorded.command_fingerprint,
-                    first_position: recorded.position,
-                    last_position: recorded.position,
-                });
+                    first_position: position,
+                    last_position: position,
+                },
+            );
         }
     }
     Ok((state, known))

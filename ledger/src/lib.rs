@@ -8,5 +8,6 @@ pub mod dag;
 pub mod decider;
 pub mod domain;
 pub mod money;
+pub mod sharded;
 pub mod store;
 pub mod time;

@@ -12,6 +12,7 @@ use super::events::{CommentTarget, Line, StreamRef};
 use super::ids::*;
 use crate::dag::{Dag, NodeId};
 use crate::money::{ArtistShare, Currency, Money};
+use crate::sharded::ShardedMap;
 use crate::store::StreamVersion;
 use crate::time::Timestamp;
 
@@ -105,18 +106,20 @@ pub struct Payout {
     pub attempt: u32,
 }
 
+/// The maps only grow, and are split (`ShardedMap`) so that no one insert moves them whole:
+/// the decider decides one command at a time, and a doubling of one map pauses them all.
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    pub(super) members: HashMap<MemberId, Member>,
-    pub(super) projects: HashMap<ProjectId, Project>,
-    pub(super) record_nodes: HashMap<RecordId, NodeId>,
+    pub(super) members: ShardedMap<MemberId, Member>,
+    pub(super) projects: ShardedMap<ProjectId, Project>,
+    pub(super) record_nodes: ShardedMap<RecordId, NodeId>,
     /// Indexed by node id.
     pub(super) records: Vec<Record>,
     pub(super) tree: Dag,
-    pub(super) comments: HashMap<CommentId, Comment>,
-    pub(super) productions: HashMap<ProductionId, Production>,
-    pub(super) distributions: HashMap<DistributionId, Distribution>,
-    pub(super) payouts: HashMap<PayoutId, Payout>,
+    pub(super) comments: ShardedMap<CommentId, Comment>,
+    pub(super) productions: ShardedMap<ProductionId, Production>,
+    pub(super) distributions: ShardedMap<DistributionId, Distribution>,
+    pub(super) payouts: ShardedMap<PayoutId, Payout>,
 }
 
 /// Who is credited on a production (rule 10).

@@ -23,7 +23,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::index::{CommandEntry, CommandKey, Index, StreamPositions};
-use super::sharded::ShardedMap;
+use crate::sharded::ShardedMap;
 use crate::store::types::{Hash32, Position, StreamId};
 use crate::time::Timestamp;
 

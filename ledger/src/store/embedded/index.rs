@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use smallvec::{smallvec, SmallVec};
 
-use super::sharded::ShardedMap;
+use crate::sharded::ShardedMap;
 
 use crate::store::types::{Head, Position, StreamId, StreamVersion};
 use crate::time::Timestamp;

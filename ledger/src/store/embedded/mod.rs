@@ -20,7 +20,6 @@ mod index;
 mod read;
 mod recovery;
 mod segment;
-mod sharded;
 pub mod snapshot;
 mod syncer;
 mod writer;
