@@ -4,6 +4,7 @@
 //! `ledger` never depends on transport: no tonic, no protobuf.
 
 pub mod audit;
+pub mod chunked;
 pub mod dag;
 pub mod decider;
 pub mod domain;

@@ -10,6 +10,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 
 use super::events::{CommentTarget, Line, StreamRef};
 use super::ids::*;
+use crate::chunked::ChunkedVec;
 use crate::dag::{Dag, NodeId};
 use crate::money::{ArtistShare, Currency, Money};
 use crate::sharded::ShardedMap;
@@ -113,8 +114,8 @@ pub struct State {
     pub(super) members: ShardedMap<MemberId, Member>,
     pub(super) projects: ShardedMap<ProjectId, Project>,
     pub(super) record_nodes: ShardedMap<RecordId, NodeId>,
-    /// Indexed by node id.
-    pub(super) records: Vec<Record>,
+    /// Indexed by node id; chunked, so that growing never moves them (see `chunked`).
+    pub(super) records: ChunkedVec<Record>,
     pub(super) tree: Dag,
     pub(super) comments: ShardedMap<CommentId, Comment>,
     pub(super) productions: ShardedMap<ProductionId, Production>,
