@@ -65,6 +65,11 @@ impl<T> ChunkedVec<T> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flatten()
     }
+
+    /// Every element, in order, to change in place.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.chunks.iter_mut().flatten()
+    }
 }
 
 impl<T> Index<usize> for ChunkedVec<T> {
@@ -105,6 +110,10 @@ mod tests {
             for i in 0..count as u32 {
                 chunked.push(i);
                 model.push(i);
+            }
+            for (value, doubled) in chunked.iter_mut().zip(model.iter_mut()) {
+                *value *= 2;
+                *doubled *= 2;
             }
             for (at, value) in writes {
                 if model.is_empty() {

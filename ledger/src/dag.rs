@@ -10,6 +10,7 @@
 //! with the order and cost O(1); a late citation that disagrees with the order searches
 //! only the nodes whose order lies between its two ends, never the whole tree.
 
+use crate::chunked::ChunkedVec;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -76,7 +77,9 @@ pub struct Walk {
 #[derive(Clone, Debug, Default)]
 struct Adjacency {
     entries: Vec<NodeId>,
-    lists: Vec<Span>,
+    /// Chunked, as `order` and `node_at`: one per node, growing with the tree, so a doubling
+    /// `Vec` would move them all at once (see `chunked`).
+    lists: ChunkedVec<Span>,
     /// Entries in lists (Σ len); the rest of `entries` is room or abandoned.
     live: usize,
 }
@@ -143,7 +146,7 @@ impl Adjacency {
     /// Rewrites every list in node order, without room or abandoned space.
     fn compact(&mut self) {
         let mut entries = Vec::with_capacity(self.live + self.live / 4);
-        for span in &mut self.lists {
+        for span in self.lists.iter_mut() {
             let start = entries.len() as u32;
             entries.extend_from_slice(
                 &self.entries[span.start as usize..(span.start + span.len) as usize],
@@ -165,9 +168,9 @@ pub struct Dag {
     /// `parents[n]`: the nodes `n` was built on.
     parents: Adjacency,
     /// `order[n]`: n's index in a topological order (every edge goes from lower to higher).
-    order: Vec<u32>,
+    order: ChunkedVec<u32>,
     /// The inverse of `order`.
-    node_at: Vec<NodeId>,
+    node_at: ChunkedVec<NodeId>,
     edge_count: usize,
 }
 
