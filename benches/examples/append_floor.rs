@@ -20,12 +20,16 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "common/client.rs"]
+mod client;
+
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benches::{data_root, framed_records, payload_bytes, RawLog};
-use ledger::store::{AppendRequest, CommandId};
+use client::{next_request, process_cpu_ns, template};
+use ledger::store::AppendRequest;
 use tokio::sync::{mpsc, oneshot};
 
 const RAW_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -41,29 +45,6 @@ struct Append {
 enum Answers {
     Direct,
     Runtime,
-}
-
-/// ns on CPU of this process.
-fn process_cpu_ns() -> u64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage.
-    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(status, 0, "getrusage");
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
-}
-
-fn template(task: usize, payload: &[u8]) -> AppendRequest {
-    let stream_id = format!("bench-{}", 100 + task);
-    stemma_tests::append("b0", &[], vec![stemma_tests::event(&stream_id, payload)])
-}
-
-/// What `store_cpu` and `durable_append` do per append on the client side.
-fn next_request(template: &AppendRequest, next_command: &AtomicU64) -> AppendRequest {
-    let n = next_command.fetch_add(1, Ordering::Relaxed);
-    let mut request = template.clone();
-    request.command_id = CommandId::new(format!("b{n}")).unwrap();
-    request
 }
 
 struct Run {
