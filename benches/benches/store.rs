@@ -27,38 +27,26 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+/// The appenders' client, as the examples `store_cpu` and `append_floor` run it.
+#[path = "../examples/common/client.rs"]
+#[allow(dead_code)] // `process_cpu_ns` is the examples'
+mod client;
+
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::{data_root, framed_records, payload_bytes, CountingClock, RawLog};
+use benches::{framed_records, payload_bytes, CountingClock, RawLog};
+use client::{next_request, runtime, temp_dir, template};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use ledger::store::{
-    AppendRequest, CommandId, EmbeddedOptions, EmbeddedStore, EventStore, RecordBatch,
-};
+use ledger::store::{AppendRequest, EmbeddedOptions, EmbeddedStore, EventStore, RecordBatch};
 
 const CONCURRENCY: [usize; 3] = [1, 16, 256];
 const READ_EVENTS: u64 = 1_000_000;
 const READ_BATCHES: [usize; 2] = [4_096, 65_536];
 const RAW_FILE_BYTES: u64 = 256 * 1024 * 1024;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn temp_dir(name: &str) -> tempfile::TempDir {
-    let root = data_root();
-    std::fs::create_dir_all(&root).unwrap();
-    tempfile::Builder::new()
-        .prefix(name)
-        .tempdir_in(root)
-        .unwrap()
-}
 
 /// One append of one event: what each benchmark appender sends.
 fn one_event_append(command_id: &str, stream_id: &str, payload: &[u8]) -> AppendRequest {
@@ -106,7 +94,7 @@ fn durable_appends(c: &mut Criterion) {
     let (records, frame_bytes) = framed_records(
         &runtime,
         temp_dir("frames").path(),
-        one_event_append("b1000000", "bench-100", &payload),
+        template(0, &payload),
         *CONCURRENCY.iter().max().unwrap(),
     );
     println!(
@@ -139,11 +127,6 @@ fn durable_appends(c: &mut Criterion) {
                 .unwrap()
                 .0,
         );
-        let streams: Arc<Vec<String>> = Arc::new(
-            (0..appenders)
-                .map(|i| format!("bench-{}", 100 + i))
-                .collect(),
-        );
         let next_command = Arc::new(AtomicU64::new(1_000_000));
         let bytes = &records[..appenders * frame_bytes];
         let mut totals = Totals::default();
@@ -155,18 +138,12 @@ fn durable_appends(c: &mut Criterion) {
                     let start = Instant::now();
                     let tasks: Vec<_> = (0..appenders)
                         .map(|task| {
-                            let (store, streams, next_command, payload) = (
-                                store.clone(),
-                                streams.clone(),
-                                next_command.clone(),
-                                payload.clone(),
-                            );
+                            let (store, next_command, payload) =
+                                (store.clone(), next_command.clone(), payload.clone());
                             tokio::spawn(async move {
-                                let template = one_event_append("b0", &streams[task], &payload);
+                                let template = template(task, &payload);
                                 for _ in 0..iters {
-                                    let n = next_command.fetch_add(1, Ordering::Relaxed);
-                                    let mut request = template.clone();
-                                    request.command_id = CommandId::new(format!("b{n}")).unwrap();
+                                    let request = next_request(&template, &next_command);
                                     store.append(request).await.unwrap();
                                 }
                             })

@@ -27,8 +27,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::{data_root, framed_records, payload_bytes, RawLog};
-use client::{next_request, process_cpu_ns, template};
+use benches::{framed_records, payload_bytes, RawLog};
+use client::{next_request, process_cpu_ns, runtime, temp_dir, template};
 use ledger::store::AppendRequest;
 use tokio::sync::{mpsc, oneshot};
 
@@ -180,16 +180,8 @@ fn main() {
     let appenders: usize = args.next().map_or(256, |a| a.parse().unwrap());
     let appends_each: u64 = args.next().map_or(2_000, |a| a.parse().unwrap());
     let rounds: usize = args.next().map_or(3, |a| a.parse().unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let root = data_root();
-    std::fs::create_dir_all(&root).unwrap();
-    let directory = tempfile::Builder::new()
-        .prefix("append-floor")
-        .tempdir_in(&root)
-        .unwrap();
+    let runtime = runtime();
+    let directory = temp_dir("append-floor");
     let payload = vec![0x5a; payload_bytes()];
     let frames_directory = directory.path().join("frames");
     let (records, frame_bytes) = framed_records(

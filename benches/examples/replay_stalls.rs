@@ -93,10 +93,12 @@ fn main() {
                 let step = Instant::now();
                 evolve(&mut state, &event);
                 worst_evolve.see(step.elapsed(), view.position());
-                let step = Instant::now();
+                // The id as the decider gets it, made outside the timed step.
+                let command_id = CommandId::new(view.command_id()).unwrap();
                 let position = view.position();
+                let step = Instant::now();
                 known.upsert(
-                    CommandId::new(view.command_id()).unwrap(),
+                    command_id,
                     |entry| entry.last_position = position,
                     || Known {
                         fingerprint: view.command_fingerprint(),

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use benches::{data_root, payload_bytes, CountingClock};
-use client::{next_request, process_cpu_ns, template};
+use benches::{payload_bytes, CountingClock};
+use client::{next_request, process_cpu_ns, runtime, temp_dir, template};
 use ledger::store::{EmbeddedOptions, EmbeddedStore, EventStore};
 
 /// ns on CPU of each of this process's threads named `name`, summed.
@@ -48,16 +48,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let appenders: usize = args.next().map_or(256, |a| a.parse().unwrap());
     let appends_each: u64 = args.next().map_or(2_000, |a| a.parse().unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let root = data_root();
-    std::fs::create_dir_all(&root).unwrap();
-    let directory = tempfile::Builder::new()
-        .prefix("store-cpu")
-        .tempdir_in(root)
-        .unwrap();
+    let runtime = runtime();
+    let directory = temp_dir("store-cpu");
     let payload = vec![0x5a; payload_bytes()];
     let clock = Arc::new(CountingClock::default());
     let options = EmbeddedOptions {

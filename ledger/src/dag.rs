@@ -10,9 +10,10 @@
 //! with the order and cost O(1); a late citation that disagrees with the order searches
 //! only the nodes whose order lies between its two ends, never the whole tree.
 
-use crate::chunked::ChunkedVec;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::chunked::ChunkedVec;
 
 /// A node: dense, assigned in insertion order from 0.
 pub type NodeId = u32;

@@ -16,6 +16,20 @@ pub fn segments(data_directory: &std::path::Path) -> Vec<std::path::PathBuf> {
     paths
 }
 
+/// Copies the segment files of the embedded store in `from` into a new data directory `to`
+/// (nothing else: no lock, no head, no index checkpoint).
+pub fn copy_segments(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to.join("segments")).expect("a segments directory");
+    for segment in segments(from) {
+        std::fs::copy(
+            &segment,
+            to.join("segments")
+                .join(segment.file_name().expect("a file name")),
+        )
+        .expect("a copied segment");
+    }
+}
+
 pub fn stream(name: &str) -> StreamId {
     StreamId::new(name).expect("a valid stream id")
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ledger::store::codec::{self, Frame};
 use ledger::store::{CorruptionKind, EmbeddedOptions, EmbeddedStore, EventStore, Head, StoreError};
-use stemma_tests::{append, conformance, event, segments};
+use stemma_tests::{append, conformance, copy_segments, event, segments};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 
@@ -49,17 +49,6 @@ fn frames(segment: &Path) -> Vec<(usize, usize)> {
     out
 }
 
-fn copy_directory(from: &Path, to: &Path) {
-    fs::create_dir_all(to.join("segments")).unwrap();
-    for segment in segments(from) {
-        fs::copy(
-            &segment,
-            to.join("segments").join(segment.file_name().unwrap()),
-        )
-        .unwrap();
-    }
-}
-
 fn write_at(path: &Path, offset: usize, bytes: &[u8]) {
     let file = OpenOptions::new().write(true).open(path).unwrap();
     file.write_all_at(bytes, offset as u64).unwrap();
@@ -87,7 +76,7 @@ async fn a_torn_last_record_is_cut_at_every_byte() {
             .map(|last| last + 1);
         for really_truncate in [false, true] {
             let copy = tempfile::tempdir().unwrap();
-            copy_directory(original.path(), copy.path());
+            copy_segments(original.path(), copy.path());
             let torn = copy
                 .path()
                 .join("segments")
@@ -139,7 +128,7 @@ async fn a_flipped_byte_before_the_tail_refuses_to_open_and_names_the_position()
         let (start, end) = records[record];
         for at in [start, start + 5, start + 17, (start + end) / 2, end - 1] {
             let copy = tempfile::tempdir().unwrap();
-            copy_directory(original.path(), copy.path());
+            copy_segments(original.path(), copy.path());
             let damaged = copy
                 .path()
                 .join("segments")
@@ -271,7 +260,7 @@ async fn damage_in_an_earlier_segment_or_a_missing_segment_refuses_to_open() {
 
     // The last record of the first segment: not a tail, because a later segment exists.
     let copy = tempfile::tempdir().unwrap();
-    copy_directory(original.path(), copy.path());
+    copy_segments(original.path(), copy.path());
     let first = copy
         .path()
         .join("segments")
@@ -298,7 +287,7 @@ async fn damage_in_an_earlier_segment_or_a_missing_segment_refuses_to_open() {
 
     // A whole middle segment gone.
     let copy = tempfile::tempdir().unwrap();
-    copy_directory(original.path(), copy.path());
+    copy_segments(original.path(), copy.path());
     fs::remove_file(
         copy.path()
             .join("segments")
@@ -341,7 +330,7 @@ async fn an_incomplete_last_commit_is_cut_whole() {
     let commit_start = records[6].0;
     for (missing, &(start, end)) in records.iter().enumerate().skip(6) {
         let copy = tempfile::tempdir().unwrap();
-        copy_directory(original.path(), copy.path());
+        copy_segments(original.path(), copy.path());
         let torn = copy
             .path()
             .join("segments")

@@ -11,7 +11,7 @@ use ledger::store::{
     AppendRequest, CorruptionKind, EmbeddedOptions, EmbeddedStore, EventStore, ExpectedVersion,
     Head, StoreError,
 };
-use stemma_tests::{append, conformance, event, segments};
+use stemma_tests::{append, conformance, copy_segments, event, segments};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const STREAMS: usize = 7;
@@ -48,19 +48,12 @@ async fn append_commits(directory: &Path, from: usize, to: usize) -> Head {
     head
 }
 
-/// Copies the segments, and the index checkpoint if `with_checkpoint`.
-fn copy_directory(from: &Path, to: &Path, with_checkpoint: bool) {
-    fs::create_dir_all(to.join("segments")).unwrap();
-    for segment in segments(from) {
-        fs::copy(
-            &segment,
-            to.join("segments").join(segment.file_name().unwrap()),
-        )
-        .unwrap();
-    }
-    if with_checkpoint {
-        fs::copy(from.join("INDEX"), to.join("INDEX")).unwrap();
-    }
+/// The bytes of every segment, in log order.
+fn segment_bytes(directory: &Path) -> Vec<Vec<u8>> {
+    segments(directory)
+        .iter()
+        .map(|segment| fs::read(segment).unwrap())
+        .collect()
 }
 
 /// What a reader and a writer can see of the index: every stream's events, and what
@@ -94,7 +87,7 @@ async fn assert_answers_as_a_rebuild(
     commands: usize,
 ) -> (Vec<Vec<u64>>, Vec<u64>) {
     let rebuilt = tempfile::tempdir().unwrap();
-    copy_directory(directory, rebuilt.path(), false);
+    copy_segments(directory, rebuilt.path());
     assert_eq!(
         open_report(rebuilt.path()).await.index_from_checkpoint,
         None
@@ -193,7 +186,7 @@ async fn a_checkpoint_past_the_end_of_the_log_is_ignored_and_nothing_is_cut() {
     // The log restored from a copy taken before the last 50 commits, with the later
     // checkpoint left in place.
     let restored = tempfile::tempdir().unwrap();
-    copy_directory(directory.path(), restored.path(), false);
+    copy_segments(directory.path(), restored.path());
     let short = append_commits(restored.path(), 100, 100).await;
     append_commits(directory.path(), 100, 150).await;
     fs::copy(
@@ -201,18 +194,12 @@ async fn a_checkpoint_past_the_end_of_the_log_is_ignored_and_nothing_is_cut() {
         restored.path().join("INDEX"),
     )
     .unwrap();
-    let before: Vec<Vec<u8>> = segments(restored.path())
-        .iter()
-        .map(|s| fs::read(s).unwrap())
-        .collect();
+    let before = segment_bytes(restored.path());
     let report = open_report(restored.path()).await;
     assert_eq!(report.head, short);
     assert_eq!(report.index_from_checkpoint, None);
     assert_eq!(report.torn_tail, None);
-    let after: Vec<Vec<u8>> = segments(restored.path())
-        .iter()
-        .map(|s| fs::read(s).unwrap())
-        .collect();
+    let after = segment_bytes(restored.path());
     assert_eq!(before, after, "the log was changed");
 }
 

@@ -3,7 +3,26 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use benches::data_root;
 use ledger::store::{AppendRequest, CommandId};
+
+/// The runtime the appenders run on: tokio's default, one worker per core.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A new directory under the benchmarks' data root, removed when dropped.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    let root = data_root();
+    std::fs::create_dir_all(&root).unwrap();
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(root)
+        .unwrap()
+}
 
 /// ns on CPU of this process, threads that have exited included (the one that zero-fills
 /// the next segment ends once it is ready).
